@@ -1,0 +1,275 @@
+//! Loaders for labelled sentence pairs.
+
+use std::path::{Path, PathBuf};
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use crate::{DataError, Result};
+
+/// One labelled sentence pair.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pair {
+    /// First sentence.
+    pub a: String,
+    /// Second sentence.
+    pub b: String,
+    /// 1.0 for a genuine (duplicate) pair, 0.0 for an impostor; graded data keeps its score.
+    pub label: f32,
+    /// 1-based line of the row in its file, so later errors can point back at it.
+    pub line: u64,
+}
+
+/// The file layouts the loaders understand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PairFormat {
+    /// Quora BiMPM partition: `label \t question1 \t question2 \t id`, no header, no quoting.
+    Qqp,
+    /// A CSV with a header naming `sentence1,sentence2,label` (or `question1,question2,is_duplicate`).
+    Csv,
+}
+
+impl PairFormat {
+    /// Guesses the format from the extension: `.tsv` is QQP, anything else CSV.
+    pub fn from_path(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("tsv") => PairFormat::Qqp,
+            _ => PairFormat::Csv,
+        }
+    }
+}
+
+/// How strict loading is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// Skip malformed rows (they are returned in [`Loaded::skipped`]) instead of failing on the
+    /// first one.
+    pub skip_bad: bool,
+}
+
+/// A row that was skipped, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadRow {
+    /// 1-based line number.
+    pub line: u64,
+    /// What was wrong.
+    pub reason: String,
+}
+
+/// The result of loading a file.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    /// The good rows, in file order.
+    pub pairs: Vec<Pair>,
+    /// Rows left out under [`LoadOptions::skip_bad`].
+    pub skipped: Vec<BadRow>,
+}
+
+fn open(path: &Path, format: PairFormat) -> Result<csv::Reader<std::fs::File>> {
+    let file = std::fs::File::open(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+    let mut b = csv::ReaderBuilder::new();
+    b.flexible(true);
+    match format {
+        PairFormat::Qqp => b.delimiter(b'\t').quoting(false).has_headers(false),
+        PairFormat::Csv => b.has_headers(true),
+    };
+    Ok(b.from_reader(file))
+}
+
+/// The column indexes of the two sentences and the label.
+fn csv_columns(path: &Path, headers: &csv::ByteRecord) -> Result<[usize; 3]> {
+    let names: Vec<String> =
+        headers.iter().map(|h| String::from_utf8_lossy(h).trim().trim_start_matches('\u{feff}').to_lowercase()).collect();
+    let find = |cands: &[&str]| names.iter().position(|n| cands.contains(&n.as_str()));
+    let a = find(&["sentence1", "question1", "text1", "s1"]);
+    let b = find(&["sentence2", "question2", "text2", "s2"]);
+    let l = find(&["label", "is_duplicate", "score"]);
+    match (a, b, l) {
+        (Some(a), Some(b), Some(l)) => Ok([a, b, l]),
+        _ => Err(DataError::File {
+            path: path.to_path_buf(),
+            reason: format!(
+                "header must name sentence1,sentence2,label (or question1,question2,is_duplicate); found {:?}",
+                names
+            ),
+        }),
+    }
+}
+
+fn field<'r>(rec: &'r csv::ByteRecord, i: usize, name: &str) -> std::result::Result<&'r str, String> {
+    let raw = rec.get(i).ok_or_else(|| format!("missing column {} ({name}): row has {} fields", i + 1, rec.len()))?;
+    std::str::from_utf8(raw).map_err(|e| format!("column {} ({name}) is not valid UTF-8: {e}", i + 1))
+}
+
+fn parse_row(rec: &csv::ByteRecord, cols: [usize; 3]) -> std::result::Result<(String, String, f32), String> {
+    let a = field(rec, cols[0], "first sentence")?.trim();
+    let b = field(rec, cols[1], "second sentence")?.trim();
+    let label_s = field(rec, cols[2], "label")?.trim();
+    let label: f32 = label_s.parse().map_err(|_| format!("label {label_s:?} is not a number"))?;
+    if !label.is_finite() {
+        return Err(format!("label {label_s:?} is not finite"));
+    }
+    if a.is_empty() || b.is_empty() {
+        return Err("empty sentence".to_string());
+    }
+    Ok((a.to_string(), b.to_string(), label))
+}
+
+/// Loads labelled pairs. Every malformed row (missing column, empty sentence, non-numeric label,
+/// invalid UTF-8) is an error naming file and line, or is skipped and reported under
+/// [`LoadOptions::skip_bad`]. A file with no usable row is always an error.
+pub fn load_pairs(path: &Path, format: PairFormat, options: LoadOptions) -> Result<Loaded> {
+    let mut reader = open(path, format)?;
+    let cols = match format {
+        PairFormat::Qqp => [1, 2, 0],
+        PairFormat::Csv => {
+            let headers = reader.byte_headers().map_err(|e| csv_error(path, e))?.clone();
+            csv_columns(path, &headers)?
+        }
+    };
+    let mut out = Loaded::default();
+    let mut rec = csv::ByteRecord::new();
+    loop {
+        let more = reader.read_byte_record(&mut rec).map_err(|e| csv_error(path, e))?;
+        if !more {
+            break;
+        }
+        let line = rec.position().map(|p| p.line()).unwrap_or(0);
+        if rec.len() == 1 && rec.get(0).is_some_and(|f| f.iter().all(u8::is_ascii_whitespace)) {
+            continue; // blank line
+        }
+        match parse_row(&rec, cols) {
+            Ok((a, b, label)) => out.pairs.push(Pair { a, b, label, line }),
+            Err(reason) if options.skip_bad => out.skipped.push(BadRow { line, reason }),
+            Err(reason) => return Err(DataError::Row { path: path.to_path_buf(), line, reason }),
+        }
+    }
+    if out.pairs.is_empty() {
+        return Err(DataError::File { path: path.to_path_buf(), reason: "no usable rows".into() });
+    }
+    Ok(out)
+}
+
+fn csv_error(path: &Path, e: csv::Error) -> DataError {
+    let line = e.position().map(|p| p.line()).unwrap_or(0);
+    match e.into_kind() {
+        csv::ErrorKind::Io(source) => DataError::Io { path: path.to_path_buf(), source },
+        kind => DataError::Row { path: path.to_path_buf(), line, reason: format!("{kind:?}") },
+    }
+}
+
+/// Requires every label to be 0 or 1, as binary training and evaluation need.
+pub fn check_binary(path: &Path, pairs: &[Pair]) -> Result<()> {
+    match pairs.iter().find(|p| p.label != 0.0 && p.label != 1.0) {
+        Some(p) => Err(DataError::Row {
+            path: PathBuf::from(path),
+            line: p.line,
+            reason: format!("label {} is not 0 or 1", p.label),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Shuffles with `seed` and splits off `n_valid` pairs for validation; the same seed always gives
+/// the same split.
+pub fn split_train_valid(mut pairs: Vec<Pair>, n_valid: usize, seed: u64) -> (Vec<Pair>, Vec<Pair>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    pairs.shuffle(&mut rng);
+    let n_valid = n_valid.min(pairs.len());
+    let valid = pairs.split_off(pairs.len() - n_valid);
+    (pairs, valid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = dir.path().join(name);
+        std::fs::File::create(&p).unwrap().write_all(bytes).unwrap();
+        p
+    }
+
+    #[test]
+    fn reads_qqp_tsv_with_quotes_inside() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(&dir, "d.tsv", b"1\tWhat is \"x\" ?\tWhat's x ?\t7\n0\ta b\tc d\t8\n");
+        let l = load_pairs(&p, PairFormat::Qqp, LoadOptions::default()).unwrap();
+        assert_eq!(l.pairs.len(), 2);
+        assert_eq!(l.pairs[0].a, "What is \"x\" ?");
+        assert_eq!(l.pairs[0].label, 1.0);
+        assert_eq!(l.pairs[1].line, 2);
+    }
+
+    #[test]
+    fn reads_csv_with_quoted_commas_and_newlines_and_alternate_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(&dir, "d.csv", b"id,question1,question2,is_duplicate\n1,\"a, b\",\"c\nd\",1\n2,e,f,0\n");
+        let l = load_pairs(&p, PairFormat::Csv, LoadOptions::default()).unwrap();
+        assert_eq!(l.pairs[0].a, "a, b");
+        assert_eq!(l.pairs[0].b, "c\nd");
+        assert_eq!(l.pairs[1].line, 4, "the second row starts on line 4 after a quoted newline");
+    }
+
+    fn err_of(bytes: &[u8]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(&dir, "bad.csv", bytes);
+        load_pairs(&p, PairFormat::Csv, LoadOptions::default()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_rows_name_file_and_line() {
+        let e = err_of(b"sentence1,sentence2,label\na,b,1\nc,d\n");
+        assert!(e.contains("bad.csv:3:") && e.contains("missing column"), "{e}");
+        let e = err_of(b"sentence1,sentence2,label\na,,1\n");
+        assert!(e.contains("bad.csv:2:") && e.contains("empty sentence"), "{e}");
+        let e = err_of(b"sentence1,sentence2,label\na,b,yes\n");
+        assert!(e.contains("bad.csv:2:") && e.contains("not a number"), "{e}");
+        let e = err_of(b"sentence1,sentence2,label\na,b,1\n\xff\xfe,b,0\n");
+        assert!(e.contains("bad.csv:3:") && e.contains("UTF-8"), "{e}");
+        let e = err_of(b"foo,bar\n1,2\n");
+        assert!(e.contains("bad.csv") && e.contains("header"), "{e}");
+        let e = err_of(b"sentence1,sentence2,label\n");
+        assert!(e.contains("no usable rows"), "{e}");
+    }
+
+    #[test]
+    fn skip_bad_keeps_good_rows_and_reports_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(&dir, "m.csv", b"sentence1,sentence2,label\na,b,1\nc,d\n,e,0\nf,g,0\n");
+        let l = load_pairs(&p, PairFormat::Csv, LoadOptions { skip_bad: true }).unwrap();
+        assert_eq!(l.pairs.iter().map(|p| p.a.as_str()).collect::<Vec<_>>(), ["a", "f"]);
+        assert_eq!(l.skipped.iter().map(|r| r.line).collect::<Vec<_>>(), [3, 4]);
+    }
+
+    #[test]
+    fn missing_file_names_path() {
+        let e = load_pairs(Path::new("/no/such/file.tsv"), PairFormat::Qqp, LoadOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("/no/such/file.tsv"));
+    }
+
+    #[test]
+    fn check_binary_points_at_graded_label() {
+        let pairs = vec![Pair { a: "a".into(), b: "b".into(), label: 0.5, line: 9 }];
+        let e = check_binary(Path::new("x.csv"), &pairs).unwrap_err().to_string();
+        assert!(e.starts_with("x.csv:9:"), "{e}");
+    }
+
+    #[test]
+    fn split_is_seeded_and_disjoint() {
+        let pairs: Vec<Pair> = (0..100)
+            .map(|i| Pair { a: format!("a{i}"), b: "b".into(), label: 0.0, line: i + 1 })
+            .collect();
+        let (t1, v1) = split_train_valid(pairs.clone(), 10, 7);
+        let (t2, v2) = split_train_valid(pairs.clone(), 10, 7);
+        let (_, v3) = split_train_valid(pairs, 10, 8);
+        assert_eq!((t1.len(), v1.len()), (90, 10));
+        assert_eq!(v1, v2);
+        assert_eq!(t1, t2);
+        assert_ne!(v1, v3);
+        assert!(v1.iter().all(|v| !t1.contains(v)));
+    }
+}

@@ -1,0 +1,81 @@
+//! Batched inference: sentences in, unit vectors out.
+
+use burn::module::Module;
+use burn::prelude::Device;
+
+use crate::model::{BatchTensors, SentenceEncoder};
+use crate::package::ModelPackage;
+use crate::Result;
+
+/// Sentences per forward pass when embedding many.
+pub const DEFAULT_BATCH: usize = 256;
+
+/// Encodes sentences with a loaded package, without autodiff, in length-sorted batches so that
+/// little work is wasted on padding.
+#[derive(Debug)]
+pub struct Embedder {
+    /// The package whose encoder and tokenizer are used.
+    pub package: ModelPackage,
+    encoder: SentenceEncoder,
+    device: Device,
+    batch_size: usize,
+}
+
+impl Embedder {
+    /// Prepares `package` for inference on `device`.
+    pub fn new(package: ModelPackage, device: Device) -> Self {
+        let device = device.without_autodiff();
+        let encoder = package.encoder.valid().to_device(&device);
+        Self { package, encoder, device, batch_size: DEFAULT_BATCH }
+    }
+
+    /// Changes how many sentences go through the model at once.
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// Size of each vector.
+    pub fn dim(&self) -> usize {
+        self.encoder.d_output()
+    }
+
+    /// Vectors of `texts`, `texts.len() × dim()` values row-major, in input order.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<f32>> {
+        self.embed_with_progress(texts, |_| {})
+    }
+
+    /// Like [`embed`](Self::embed), calling `progress(n)` after each batch of `n` sentences.
+    pub fn embed_with_progress(&self, texts: &[&str], progress: impl FnMut(usize)) -> Result<Vec<f32>> {
+        embed_texts(&self.encoder, &self.package.tokenizer, texts, &self.device, self.batch_size, progress)
+    }
+}
+
+/// Vectors of `texts` with any encoder (e.g. one still in training, put in `valid()` mode by the
+/// caller): length-sorted batches of `batch_size`, results in input order, `progress(n)` after
+/// each batch.
+pub fn embed_texts(
+    encoder: &SentenceEncoder,
+    tokenizer: &tokenize::WordTokenizer,
+    texts: &[&str],
+    device: &Device,
+    batch_size: usize,
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<f32>> {
+    let rows = tokenizer.encode_batch_rows(texts)?;
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    order.sort_by_key(|&i| rows[i].len());
+    let dim = encoder.d_output();
+    let mut out = vec![0f32; texts.len() * dim];
+    for chunk in order.chunks(batch_size.max(1)) {
+        let batch_rows: Vec<&[u32]> = chunk.iter().map(|&i| rows[i].as_slice()).collect();
+        let batch = tokenize::Batch::from_rows(&batch_rows);
+        let vecs = encoder.forward(BatchTensors::new(&batch, device));
+        let data = vecs.into_data().try_into_vec::<f32>().map_err(|e| crate::EncoderError::Tensor(format!("{e:?}")))?;
+        for (k, &i) in chunk.iter().enumerate() {
+            out[i * dim..(i + 1) * dim].copy_from_slice(&data[k * dim..(k + 1) * dim]);
+        }
+        progress(chunk.len());
+    }
+    Ok(out)
+}

@@ -1,0 +1,89 @@
+//! The twin-LSTM sentence encoder.
+//!
+//! Text becomes token ids (the `tokenize` crate), ids become word vectors (an embedding table,
+//! optionally initialised from GloVe), and a length-masked LSTM reads them into one vector per
+//! sentence. The Siamese network is ONE such encoder applied to both sentences of a pair
+//! ([`TwinEncoder`]); an [`Energy`] compares the two vectors, and [`contrastive_loss`] trains them.
+//! A trained model lives in a [`ModelPackage`] directory; an [`Embedder`] turns a package into a
+//! fast batch encoder for search and scoring.
+//!
+//! ```
+//! use encoder::{Backend, BatchTensors, Energy, EncoderConfig};
+//! use tokenize::{VocabOptions, WordTokenizer};
+//!
+//! let tok = WordTokenizer::build(["how do i learn rust", "how to learn rust"], &VocabOptions::default(), &[]).unwrap();
+//! let device = Backend::Flex.device();
+//! let encoder = EncoderConfig::new(tok.vocab_size()).with_d_hidden(16).init(&device);
+//! let batch = tok.encode_batch(&["how do i learn rust", "how to learn rust"]).unwrap();
+//! let vectors = encoder.forward(BatchTensors::new(&batch, &device));
+//! assert_eq!(vectors.dims(), [2, 16]);
+//! let d = Energy::Euclidean.distance(vectors.clone().slice([0..1, 0..16]), vectors.slice([1..2, 0..16]));
+//! assert!(d.into_scalar::<f32>() < 2.0); // unit vectors are at most 2 apart
+//! ```
+
+pub mod backend;
+pub mod embed;
+pub mod energy;
+pub mod glove;
+pub mod lstm;
+pub mod model;
+pub mod package;
+
+pub use backend::Backend;
+pub use embed::Embedder;
+pub use energy::{contrastive_loss, Energy};
+pub use glove::{Coverage, Glove};
+pub use lstm::{MaskedLstm, MaskedLstmConfig};
+pub use model::{l2_normalize, BatchTensors, EncoderConfig, Pooling, SentenceEncoder, TwinEncoder};
+pub use package::{ModelPackage, PackageConfig};
+
+use std::path::{Path, PathBuf};
+
+/// Errors of the encoder crate; each names the file involved where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum EncoderError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A GloVe file has a malformed line.
+    #[error("{path}:{line}: {reason}")]
+    Glove {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A model package is missing, incomplete, corrupt or inconsistent.
+    #[error("{path}: {reason}")]
+    Package {
+        /// The offending file or directory.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Tokenization failed.
+    #[error(transparent)]
+    Tokenize(#[from] tokenize::TokenizeError),
+    /// JSON could not be written.
+    #[error("json: {0}")]
+    Json(String),
+    /// A tensor could not be read back from the device.
+    #[error("tensor: {0}")]
+    Tensor(String),
+}
+
+impl EncoderError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        EncoderError::Io { path: path.to_path_buf(), source }
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T> = std::result::Result<T, EncoderError>;

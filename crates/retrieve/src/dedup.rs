@@ -1,0 +1,89 @@
+//! Paraphrase mining: every pair of stored sentences above a similarity threshold, grouped into
+//! clusters of sentences that are (transitively) duplicates of each other.
+
+use rayon::prelude::*;
+
+/// Two rows of the index that look like duplicates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DupPair {
+    /// First row (the lower index).
+    pub i: usize,
+    /// Second row.
+    pub j: usize,
+    /// Their cosine similarity.
+    pub score: f32,
+}
+
+/// All pairs `i < j` with `dot(v_i, v_j) >= min_score`, best first. Exact: every pair is scored.
+pub fn mine_pairs(vectors: &[f32], dim: usize, min_score: f32) -> Vec<DupPair> {
+    let n = vectors.len() / dim.max(1);
+    let row = |i: usize| &vectors[i * dim..(i + 1) * dim];
+    let mut pairs: Vec<DupPair> = (0..n)
+        .into_par_iter()
+        .flat_map_iter(|i| {
+            let a = row(i);
+            (i + 1..n).filter_map(move |j| {
+                let score: f32 = a.iter().zip(row(j)).map(|(x, y)| x * y).sum();
+                (score >= min_score).then_some(DupPair { i, j, score })
+            })
+        })
+        .collect();
+    pairs.sort_by(|a, b| b.score.total_cmp(&a.score).then((a.i, a.j).cmp(&(b.i, b.j))));
+    pairs
+}
+
+/// Union-find over the pairs: a cluster id for every row that is in at least one pair
+/// (`None` for the others). Cluster ids count from 1 in order of each cluster's smallest row.
+pub fn clusters(n: usize, pairs: &[DupPair]) -> Vec<Option<usize>> {
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn find(p: &mut [usize], mut x: usize) -> usize {
+        while p[x] != x {
+            p[x] = p[p[x]];
+            x = p[x];
+        }
+        x
+    }
+    let mut in_pair = vec![false; n];
+    for p in pairs {
+        in_pair[p.i] = true;
+        in_pair[p.j] = true;
+        let (a, b) = (find(&mut parent, p.i), find(&mut parent, p.j));
+        if a != b {
+            parent[a.max(b)] = a.min(b);
+        }
+    }
+    let mut ids = vec![None; n];
+    let mut next = 0;
+    let mut root_id: Vec<Option<usize>> = vec![None; n];
+    for i in 0..n {
+        if !in_pair[i] {
+            continue;
+        }
+        let r = find(&mut parent, i);
+        let id = *root_id[r].get_or_insert_with(|| {
+            next += 1;
+            next
+        });
+        ids[i] = Some(id);
+    }
+    ids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mines_exactly_the_pairs_above_threshold_and_clusters_them() {
+        // Rows 0,1,3 point the same way; 2 and 4 are alone.
+        let v = [1.0, 0.0, 0.99, 0.141, 0.0, 1.0, 0.98, -0.199, -1.0, 0.0];
+        let pairs = mine_pairs(&v, 2, 0.9);
+        let ij: Vec<(usize, usize)> = pairs.iter().map(|p| (p.i, p.j)).collect();
+        assert_eq!(ij, vec![(0, 1), (0, 3), (1, 3)]);
+        assert!(pairs.windows(2).all(|w| w[0].score >= w[1].score));
+        assert_eq!(clusters(5, &pairs), vec![Some(1), Some(1), None, Some(1), None]);
+        // Two separate groups get separate ids.
+        let p = [DupPair { i: 2, j: 4, score: 1.0 }, DupPair { i: 0, j: 1, score: 1.0 }];
+        assert_eq!(clusters(5, &p), vec![Some(1), Some(1), Some(2), None, Some(2)]);
+    }
+}

@@ -1,0 +1,309 @@
+//! A persistent index: unit vectors, the sentences they came from, and the fingerprint of the
+//! model that made them.
+//!
+//! File layout (little-endian):
+//!
+//! ```text
+//! b"TWINIDX1"                 magic
+//! u32 header length, header   JSON: format, fingerprint, dim, count, source hash
+//! count × dim × f32           vectors, row-major
+//! count × (u32 len, bytes)    sentences, UTF-8
+//! u64                         FNV-1a checksum of everything above
+//! ```
+//!
+//! Writes go to a temporary file in the same directory, which is synced and then renamed over
+//! the old index, so a crash or kill mid-write leaves the previous index intact.
+
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Result, RetrieveError};
+
+const MAGIC: &[u8; 8] = b"TWINIDX1";
+
+/// What the index header records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexHeader {
+    /// Layout version.
+    pub format: u32,
+    /// Fingerprint of the model package that embedded the sentences.
+    pub fingerprint: String,
+    /// Vector size.
+    pub dim: usize,
+    /// Number of sentences.
+    pub count: usize,
+    /// Hash of the source file the index was built from, when built from one (the cache uses it
+    /// to notice a changed corpus).
+    #[serde(default)]
+    pub source_hash: Option<String>,
+}
+
+/// Sentences and their vectors, searchable by [`crate::search`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Index {
+    /// Header fields.
+    pub header: IndexHeader,
+    /// `count × dim` values, row-major, unit length.
+    pub vectors: Vec<f32>,
+    /// The sentences, in the order of the vectors.
+    pub sentences: Vec<String>,
+}
+
+/// 64-bit FNV-1a: a cheap checksum that catches truncated or damaged index files.
+#[derive(Clone, Copy)]
+pub(crate) struct Fnv(u64);
+
+impl Fnv {
+    pub(crate) fn new() -> Self {
+        Fnv(0xcbf29ce484222325)
+    }
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x100000001b3);
+        }
+    }
+    pub(crate) fn finish(self) -> u64 {
+        self.0
+    }
+}
+
+/// A writer that checksums what passes through it.
+struct Summing<W: Write> {
+    inner: W,
+    sum: Fnv,
+}
+
+impl<W: Write> Write for Summing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.sum.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl Index {
+    /// An empty index for vectors of `dim` made by the model with `fingerprint`.
+    pub fn new(fingerprint: &str, dim: usize) -> Self {
+        Self {
+            header: IndexHeader { format: 1, fingerprint: fingerprint.to_string(), dim, count: 0, source_hash: None },
+            vectors: Vec::new(),
+            sentences: Vec::new(),
+        }
+    }
+
+    /// Number of sentences.
+    pub fn len(&self) -> usize {
+        self.sentences.len()
+    }
+
+    /// Whether the index holds no sentence.
+    pub fn is_empty(&self) -> bool {
+        self.sentences.is_empty()
+    }
+
+    /// Vector size.
+    pub fn dim(&self) -> usize {
+        self.header.dim
+    }
+
+    /// The vector of sentence `i`.
+    pub fn vector(&self, i: usize) -> &[f32] {
+        &self.vectors[i * self.header.dim..(i + 1) * self.header.dim]
+    }
+
+    /// Appends sentences with their vectors (`sentences.len() × dim` values).
+    pub fn extend(&mut self, sentences: Vec<String>, vectors: &[f32]) -> Result<()> {
+        if vectors.len() != sentences.len() * self.header.dim {
+            return Err(RetrieveError::Invalid(format!(
+                "{} vectors of size {} expected, got {} values",
+                sentences.len(),
+                self.header.dim,
+                vectors.len()
+            )));
+        }
+        self.vectors.extend_from_slice(vectors);
+        self.sentences.extend(sentences);
+        self.header.count = self.sentences.len();
+        Ok(())
+    }
+
+    /// Errors unless this index was built by the model with `fingerprint` and `dim`.
+    pub fn check_model(&self, path: &Path, fingerprint: &str, dim: usize) -> Result<()> {
+        if self.header.dim != dim {
+            return Err(RetrieveError::ModelMismatch {
+                path: path.to_path_buf(),
+                reason: format!("index vectors have {} dimensions but the model makes {dim}", self.header.dim),
+            });
+        }
+        if self.header.fingerprint != fingerprint {
+            return Err(RetrieveError::ModelMismatch {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "index was built with model {} but the loaded model is {fingerprint}; rebuild it with `retrieve index`",
+                    self.header.fingerprint
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes the index atomically to `path`.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        self.save_with(path, |_| Ok(()))
+    }
+
+    /// [`save`](Self::save) with a hook that runs after the temporary file is complete and
+    /// before it replaces `path`; tests use it to simulate a crash at the worst moment.
+    pub fn save_with(&self, path: &Path, before_rename: impl FnOnce(&Path) -> std::io::Result<()>) -> Result<()> {
+        let io = |e| RetrieveError::io(path, e);
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let tmp = tempfile::Builder::new().prefix(".index-").tempfile_in(dir).map_err(io)?;
+        {
+            let mut w = Summing { inner: BufWriter::new(tmp.as_file()), sum: Fnv::new() };
+            let header = serde_json::to_vec(&self.header).map_err(|e| RetrieveError::Invalid(e.to_string()))?;
+            w.write_all(MAGIC).map_err(io)?;
+            w.write_all(&(header.len() as u32).to_le_bytes()).map_err(io)?;
+            w.write_all(&header).map_err(io)?;
+            for v in &self.vectors {
+                w.write_all(&v.to_le_bytes()).map_err(io)?;
+            }
+            for s in &self.sentences {
+                w.write_all(&(s.len() as u32).to_le_bytes()).map_err(io)?;
+                w.write_all(s.as_bytes()).map_err(io)?;
+            }
+            let sum = w.sum.finish();
+            w.inner.write_all(&sum.to_le_bytes()).map_err(io)?;
+            w.inner.flush().map_err(io)?;
+        }
+        tmp.as_file().sync_all().map_err(io)?;
+        before_rename(tmp.path()).map_err(io)?;
+        tmp.persist(path).map_err(|e| io(e.error))?;
+        Ok(())
+    }
+
+    /// Reads only the header, e.g. to decide whether a cached index is still current.
+    pub fn read_header(path: &Path) -> Result<IndexHeader> {
+        let mut f = std::fs::File::open(path).map_err(|e| RetrieveError::io(path, e))?;
+        let mut head = [0u8; 12];
+        f.read_exact(&mut head).map_err(|_| corrupt(path, "too short to be an index"))?;
+        if &head[..8] != MAGIC {
+            return Err(corrupt(path, "not an index file (bad magic)"));
+        }
+        let n = u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize;
+        let mut header = vec![0u8; n];
+        f.read_exact(&mut header).map_err(|_| corrupt(path, "truncated header"))?;
+        serde_json::from_slice(&header).map_err(|e| corrupt(path, format!("bad header: {e}")))
+    }
+
+    /// Reads an index, checking its checksum.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| RetrieveError::io(path, e))?;
+        if bytes.len() < 20 || &bytes[..8] != MAGIC {
+            return Err(corrupt(path, "not an index file (bad magic)"));
+        }
+        let (body, tail) = bytes.split_at(bytes.len() - 8);
+        let mut sum = Fnv::new();
+        sum.update(body);
+        if sum.finish().to_le_bytes() != tail {
+            return Err(corrupt(path, "checksum mismatch: the file is damaged or truncated"));
+        }
+        let mut r = Cursor { buf: body, pos: 8, path };
+        let n = r.u32()? as usize;
+        let header: IndexHeader =
+            serde_json::from_slice(r.take(n)?).map_err(|e| corrupt(path, format!("bad header: {e}")))?;
+        let values = header.count.checked_mul(header.dim).ok_or_else(|| corrupt(path, "absurd size"))?;
+        let raw = r.take(values.checked_mul(4).ok_or_else(|| corrupt(path, "absurd size"))?)?;
+        let vectors = raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let mut sentences = Vec::with_capacity(header.count);
+        for i in 0..header.count {
+            let len = r.u32()? as usize;
+            let s = std::str::from_utf8(r.take(len)?).map_err(|_| corrupt(path, format!("sentence {i} is not UTF-8")))?;
+            sentences.push(s.to_string());
+        }
+        if r.pos != body.len() {
+            return Err(corrupt(path, "trailing bytes after the sentences"));
+        }
+        Ok(Self { header, vectors, sentences })
+    }
+}
+
+fn corrupt(path: &Path, reason: impl Into<String>) -> RetrieveError {
+    RetrieveError::Corrupt { path: PathBuf::from(path), reason: reason.into() }
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    path: &'a Path,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| corrupt(self.path, "truncated"))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn u32(&mut self) -> Result<u32> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Index {
+        let mut idx = Index::new("abc", 2);
+        idx.extend(vec!["héllo".into(), "world, \"quoted\"\nline".into()], &[1.0, 0.0, 0.6, 0.8]).unwrap();
+        idx
+    }
+
+    #[test]
+    fn round_trip_and_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("i.idx");
+        sample().save(&p).unwrap();
+        assert_eq!(Index::load(&p).unwrap(), sample());
+        assert_eq!(Index::read_header(&p).unwrap().count, 2);
+    }
+
+    #[test]
+    fn damage_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("i.idx");
+        sample().save(&p).unwrap();
+        let mut bytes = std::fs::read(&p).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&p, &bytes).unwrap();
+        assert!(Index::load(&p).unwrap_err().to_string().contains("checksum"));
+        std::fs::write(&p, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(Index::load(&p).is_err());
+        std::fs::write(&p, b"garbage file").unwrap();
+        assert!(Index::load(&p).unwrap_err().to_string().contains("i.idx"));
+    }
+
+    #[test]
+    fn mismatched_model_is_refused() {
+        let idx = sample();
+        let p = Path::new("x.idx");
+        assert!(idx.check_model(p, "abc", 2).is_ok());
+        assert!(idx.check_model(p, "abc", 3).unwrap_err().to_string().contains("dimensions"));
+        assert!(idx.check_model(p, "zzz", 2).unwrap_err().to_string().contains("rebuild"));
+    }
+
+    #[test]
+    fn wrong_vector_count_is_refused() {
+        let mut idx = Index::new("abc", 2);
+        assert!(idx.extend(vec!["a".into()], &[1.0]).is_err());
+    }
+}

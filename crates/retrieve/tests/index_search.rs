@@ -1,0 +1,157 @@
+//! `retrieve index`, `add`, search and the default-corpus cache, end to end.
+
+mod common;
+
+use common::*;
+use encoder::{Backend, Embedder, ModelPackage};
+use retrieve::search::{top_k, top_k_batch, top_k_naive};
+use retrieve::Index;
+
+#[test]
+fn search_returns_the_same_top_k_as_the_naive_reference() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_package(tmp.path(), 1, 24);
+    let idx_path = tmp.path().join("s.idx");
+    ok(&retrieve(&["index", s(&fixtures().join("sentences.txt")), "--index", s(&idx_path), "--model", s(&model)]));
+    let index = Index::load(&idx_path).unwrap();
+    assert_eq!(index.len(), 21);
+
+    let query = "how to cook rice well";
+    let out = ok(&retrieve(&["search", query, "--index", s(&idx_path), "--model", s(&model), "-k", "6", "--json"]));
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let got: Vec<&str> = json["queries"][0]["results"].as_array().unwrap().iter().map(|r| r["sentence"].as_str().unwrap()).collect();
+
+    let device = Backend::Flex.device();
+    let embedder = Embedder::new(ModelPackage::load(&model, &device).unwrap(), device);
+    let q = embedder.embed(&[query]).unwrap();
+    let want: Vec<&str> = top_k_naive(&index.vectors, index.dim(), &q, 6).iter().map(|h| index.sentences[h.index].as_str()).collect();
+    assert_eq!(got, want);
+    // The repeated sentence in the corpus scores exactly like its twin.
+    let dup = "How do I learn to cook rice?";
+    let out = ok(&retrieve(&["search", dup, "--index", s(&idx_path), "--model", s(&model), "-k", "2", "--json"]));
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for r in json["queries"][0]["results"].as_array().unwrap() {
+        assert_eq!(r["sentence"], dup);
+        assert_eq!(r["duplicate"], true);
+    }
+}
+
+#[test]
+fn parallel_search_matches_naive_on_many_random_vectors() {
+    // 40,000 vectors: more than one block, so the multithreaded path is exercised.
+    let (n, dim) = (40_000, 32);
+    let mut state = 0x9e3779b97f4a7c15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    let vectors: Vec<f32> = (0..n * dim).map(|_| next()).collect();
+    let queries: Vec<f32> = (0..5 * dim).map(|_| next()).collect();
+    let batch = top_k_batch(&vectors, dim, &queries, 10);
+    for (qi, q) in queries.chunks(dim).enumerate() {
+        let fast = top_k(&vectors, dim, q, 10);
+        let naive = top_k_naive(&vectors, dim, q, 10);
+        assert_eq!(fast.len(), 10);
+        for (a, b) in fast.iter().zip(&naive) {
+            // Same rows; scores equal up to summation order.
+            assert_eq!(a.index, b.index, "query {qi}");
+            assert!((a.score - b.score).abs() < 1e-5);
+        }
+        assert_eq!(batch[qi], fast);
+    }
+    assert!(top_k(&vectors, dim, &queries[..dim], 0).is_empty());
+}
+
+#[test]
+fn add_appends_without_changing_existing_vectors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_package(tmp.path(), 2, 16);
+    let idx_path = tmp.path().join("a.idx");
+    ok(&retrieve(&["index", s(&fixtures().join("sentences.txt")), "--index", s(&idx_path), "--model", s(&model)]));
+    let before = Index::load(&idx_path).unwrap();
+    ok(&retrieve(&["add", s(&fixtures().join("more.txt")), "--index", s(&idx_path), "--model", s(&model)]));
+    let after = Index::load(&idx_path).unwrap();
+    assert_eq!(after.len(), before.len() + 4);
+    assert_eq!(&after.vectors[..before.vectors.len()], &before.vectors[..]);
+    assert_eq!(after.sentences[before.len()], "What is the best pizza topping?");
+    // The appended vector of a sentence already present equals its first embedding.
+    let first = before.sentences.iter().position(|x| x == "Why is the sky blue?").unwrap();
+    let added = after.len() - 1;
+    for (a, b) in after.vector(first).iter().zip(after.vector(added)) {
+        assert!((a - b).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn an_index_from_another_model_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model_a = tiny_package(tmp.path(), 3, 16);
+    let model_b = tiny_package(tmp.path(), 4, 16);
+    let model_c = tiny_package(tmp.path(), 3, 20);
+    let idx_path = tmp.path().join("m.idx");
+    ok(&retrieve(&["index", s(&fixtures().join("sentences.txt")), "--index", s(&idx_path), "--model", s(&model_a)]));
+    let out = retrieve(&["search", "rice", "--index", s(&idx_path), "--model", s(&model_b)]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("m.idx") && stderr(&out).contains("rebuild"), "{}", stderr(&out));
+    let out = retrieve(&["add", s(&fixtures().join("more.txt")), "--index", s(&idx_path), "--model", s(&model_c)]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("dimensions"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"));
+}
+
+#[test]
+fn default_corpus_is_indexed_once_and_rebuilt_when_it_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_package(tmp.path(), 5, 16);
+    let corpus = tmp.path().join("questions.txt");
+    std::fs::copy(fixtures().join("sentences.txt"), &corpus).unwrap();
+    let cache = retrieve::corpus::cache_path(&corpus);
+    ok(&retrieve(&["why is the sky blue", "--corpus", s(&corpus), "--model", s(&model)]));
+    let first = std::fs::metadata(&cache).unwrap().modified().unwrap();
+    let out = ok(&retrieve(&["why is the sky blue", "--corpus", s(&corpus), "--model", s(&model), "-k", "3"]));
+    assert_eq!(std::fs::metadata(&cache).unwrap().modified().unwrap(), first, "cache was rebuilt needlessly");
+    assert_eq!(out.lines().count(), 4, "{out}");
+    // Change the corpus: the cache is rebuilt and the new question can be found.
+    std::fs::write(&corpus, "Why is the sky blue?\nWhat is the tallest tree on earth?\n").unwrap();
+    let out = ok(&retrieve(&["tallest tree on earth", "--corpus", s(&corpus), "--model", s(&model), "--json"]));
+    assert_eq!(Index::read_header(&cache).unwrap().count, 2);
+    assert!(out.contains("tallest tree"));
+    // Another model: rebuilt again.
+    let other = tiny_package(tmp.path(), 6, 16);
+    ok(&retrieve(&["tallest tree", "--corpus", s(&corpus), "--model", s(&other)]));
+    let fp = ModelPackage::load(&other, &Backend::Flex.device()).unwrap().fingerprint;
+    assert_eq!(Index::read_header(&cache).unwrap().fingerprint, fp);
+}
+
+#[test]
+fn a_failure_between_write_and_rename_leaves_the_old_index_intact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("x.idx");
+    let mut old = Index::new("fp", 2);
+    old.extend(vec!["old".into()], &[1.0, 0.0]).unwrap();
+    old.save(&path).unwrap();
+    let mut new = old.clone();
+    new.extend(vec!["new".into()], &[0.0, 1.0]).unwrap();
+    let err = new.save_with(&path, |tmp_file| {
+        assert!(tmp_file.exists(), "the complete temporary file exists before the rename");
+        Err(std::io::Error::other("simulated crash before rename"))
+    });
+    assert!(err.is_err());
+    assert_eq!(Index::load(&path).unwrap(), old);
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 1, "temporary file left behind: {leftovers:?}");
+}
+
+#[test]
+fn bad_queries_and_missing_models_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = retrieve(&["rice", "--model", s(&tmp.path().join("none"))]);
+    assert!(!out.status.success() && stderr(&out).contains("no model package"), "{}", stderr(&out));
+    let model = tiny_package(tmp.path(), 7, 16);
+    let out = retrieve(&["  ", "--model", s(&model), "--corpus", s(&fixtures().join("sentences.txt"))]);
+    assert!(!out.status.success() && stderr(&out).contains("empty"), "{}", stderr(&out));
+    let out = retrieve(&["search", "x", "--index", s(&tmp.path().join("nope.idx")), "--model", s(&model)]);
+    assert!(!out.status.success() && stderr(&out).contains("nope.idx"), "{}", stderr(&out));
+}

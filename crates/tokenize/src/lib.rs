@@ -1,0 +1,485 @@
+//! Word-level tokenization for the twin-LSTM engine.
+//!
+//! An LSTM over GloVe-style word vectors wants whole, lower-cased, accent-free words, one id per
+//! word, with a padding id of 0 and an `[UNK]` id for everything it never saw. This crate builds
+//! such a vocabulary from training sentences (optionally seeded with a GloVe file's words), keeps
+//! it in the standard `tokenizer.json` format of the [`tokenizers`] crate, and encodes batches to
+//! padded id matrices plus the true lengths the encoder needs to mask padding.
+//!
+//! ```
+//! use tokenize::{VocabOptions, WordTokenizer};
+//!
+//! let sentences = ["How do I learn Rust?", "How can I learn Rust quickly?"];
+//! let tok = WordTokenizer::build(sentences.iter().copied(), &VocabOptions::default(), &[]).unwrap();
+//! let batch = tok.encode_batch(&["learn rust", "how do i learn rust ?"]).unwrap();
+//! assert_eq!(batch.lengths, vec![2, 6]);
+//! assert_eq!(batch.seq_len, 6);
+//! assert_eq!(batch.ids[2..6], [0, 0, 0, 0]); // the first row is padded with [PAD] = 0
+//! ```
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use tokenizers::models::wordlevel::WordLevel;
+use tokenizers::normalizers::{Lowercase, Sequence as NormSequence, StripAccents, NFD};
+use tokenizers::pre_tokenizers::punctuation::Punctuation;
+use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
+use tokenizers::pre_tokenizers::whitespace::Whitespace;
+use tokenizers::{
+    NormalizedString, Normalizer, OffsetReferential, OffsetType, PaddingParams, PaddingStrategy,
+    PreTokenizedString, PreTokenizer, Tokenizer, TruncationParams,
+};
+
+/// The padding token. Its id is always 0 so that a zero-filled id matrix is all padding.
+pub const PAD: &str = "[PAD]";
+/// The token every out-of-vocabulary word maps to. Its id is always 1.
+pub const UNK: &str = "[UNK]";
+/// Id of [`PAD`].
+pub const PAD_ID: u32 = 0;
+/// Id of [`UNK`].
+pub const UNK_ID: u32 = 1;
+
+/// Errors of this crate. Each names the file involved where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizeError {
+    /// Reading or writing a tokenizer file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file exists but is not a usable word-level `tokenizer.json`.
+    #[error("{path}: not a valid tokenizer file: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The `tokenizers` crate refused an operation.
+    #[error("tokenizer: {0}")]
+    Tokenizers(String),
+    /// The options cannot build a usable vocabulary.
+    #[error("invalid vocabulary options: {0}")]
+    Options(String),
+}
+
+/// Result alias of this crate.
+pub type Result<T> = std::result::Result<T, TokenizeError>;
+
+/// How the vocabulary is chosen. Training words come first (most frequent first), then GloVe
+/// words not yet present, in the GloVe file's order (which is frequency order), until
+/// `max_vocab` is reached.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VocabOptions {
+    /// Training words seen fewer times than this are left out (they become `[UNK]`), unless
+    /// they are also among the seeded GloVe words.
+    pub min_count: usize,
+    /// Upper bound on the vocabulary size, special tokens included.
+    pub max_vocab: usize,
+    /// How many of the seed words (GloVe, in file order) to add after the training words.
+    pub seed_top: usize,
+    /// Sentences are cut to this many tokens; longer ones are truncated.
+    pub max_len: usize,
+}
+
+impl Default for VocabOptions {
+    fn default() -> Self {
+        Self { min_count: 1, max_vocab: 50_000, seed_top: 0, max_len: 48 }
+    }
+}
+
+/// One padded batch of token ids, row-major `[batch_size, seq_len]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// Token ids, `batch_size * seq_len` of them; rows shorter than `seq_len` end in [`PAD_ID`].
+    pub ids: Vec<u32>,
+    /// The number of real (non-padding) tokens of each row; always at least 1.
+    pub lengths: Vec<usize>,
+    /// Number of rows.
+    pub batch_size: usize,
+    /// Length of every row: the longest sentence of the batch, capped at `max_len`.
+    pub seq_len: usize,
+}
+
+impl Batch {
+    /// Pads already-encoded rows (e.g. from [`WordTokenizer::encode`]) to the longest one. An
+    /// empty row becomes a single `[UNK]`, as in [`WordTokenizer::encode_batch`].
+    pub fn from_rows<R: AsRef<[u32]>>(rows: &[R]) -> Self {
+        let seq_len = rows.iter().map(|r| r.as_ref().len()).max().unwrap_or(0).max(1);
+        let mut ids = vec![PAD_ID; rows.len() * seq_len];
+        let mut lengths = Vec::with_capacity(rows.len());
+        for (i, r) in rows.iter().enumerate() {
+            let r = r.as_ref();
+            if r.is_empty() {
+                ids[i * seq_len] = UNK_ID;
+                lengths.push(1);
+            } else {
+                ids[i * seq_len..i * seq_len + r.len()].copy_from_slice(r);
+                lengths.push(r.len());
+            }
+        }
+        Self { ids, lengths, batch_size: rows.len(), seq_len }
+    }
+
+    /// Share of the id matrix that is padding; what length bucketing tries to keep small.
+    pub fn padding_fraction(&self) -> f64 {
+        let total = self.batch_size * self.seq_len;
+        if total == 0 {
+            return 0.0;
+        }
+        let real: usize = self.lengths.iter().sum();
+        1.0 - real as f64 / total as f64
+    }
+}
+
+/// A word-level tokenizer: the `tokenizers` crate's `WordLevel` model behind an NFD + lowercase +
+/// strip-accents normalizer and a whitespace + punctuation pre-tokenizer.
+#[derive(Clone)]
+pub struct WordTokenizer {
+    inner: Tokenizer,
+    max_len: usize,
+}
+
+impl std::fmt::Debug for WordTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WordTokenizer")
+            .field("vocab_size", &self.vocab_size())
+            .field("max_len", &self.max_len)
+            .finish()
+    }
+}
+
+fn tk_err(e: impl std::fmt::Display) -> TokenizeError {
+    TokenizeError::Tokenizers(e.to_string())
+}
+
+/// The normalizer + pre-tokenizer pipeline, shared by vocabulary building and encoding so that
+/// both see exactly the same words.
+fn pipeline() -> (NormSequence, PreSequence) {
+    let norm = NormSequence::new(vec![NFD.into(), Lowercase.into(), StripAccents.into()]);
+    let pre = PreSequence::new(vec![Whitespace.into(), Punctuation::default().into()]);
+    (norm, pre)
+}
+
+/// Splits `text` into the normalised words the vocabulary is made of.
+fn split_words(norm: &NormSequence, pre: &PreSequence, text: &str) -> Result<Vec<String>> {
+    let mut normalized = NormalizedString::from(text);
+    norm.normalize(&mut normalized).map_err(tk_err)?;
+    let mut pretok = PreTokenizedString::from(normalized);
+    pre.pre_tokenize(&mut pretok).map_err(tk_err)?;
+    Ok(pretok
+        .get_splits(OffsetReferential::Original, OffsetType::Byte)
+        .into_iter()
+        .map(|(s, _, _)| s.to_string())
+        .collect())
+}
+
+impl WordTokenizer {
+    /// Builds the vocabulary from training sentences, then from `seed_words` (typically the
+    /// words of a GloVe file, most frequent first), so that words the training data never saw
+    /// can still get pretrained vectors.
+    pub fn build<'a>(
+        sentences: impl IntoIterator<Item = &'a str>,
+        options: &VocabOptions,
+        seed_words: &[String],
+    ) -> Result<Self> {
+        if options.max_vocab < 3 {
+            return Err(TokenizeError::Options("max_vocab must be at least 3".into()));
+        }
+        if options.max_len == 0 {
+            return Err(TokenizeError::Options("max_len must be at least 1".into()));
+        }
+        let (norm, pre) = pipeline();
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for s in sentences {
+            for w in split_words(&norm, &pre, s)? {
+                *counts.entry(w).or_default() += 1;
+            }
+        }
+        let mut train_words: Vec<(String, usize)> =
+            counts.into_iter().filter(|(_, c)| *c >= options.min_count.max(1)).collect();
+        // Most frequent first; ties alphabetically so the vocabulary is deterministic.
+        train_words.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+
+        let mut vocab: ahash::AHashMap<String, u32> = ahash::AHashMap::new();
+        vocab.insert(PAD.to_string(), PAD_ID);
+        vocab.insert(UNK.to_string(), UNK_ID);
+        let seeds = seed_words.iter().take(options.seed_top);
+        for w in train_words.into_iter().map(|(w, _)| w).chain(seeds.cloned()) {
+            if vocab.len() >= options.max_vocab {
+                break;
+            }
+            // Seed words go through the same normalisation, so "Café" and "cafe" meet.
+            let words = split_words(&norm, &pre, &w)?;
+            if words.len() != 1 {
+                continue;
+            }
+            let next = vocab.len() as u32;
+            vocab.entry(words.into_iter().next().unwrap_or_default()).or_insert(next);
+        }
+        Self::from_vocab(vocab, options.max_len)
+    }
+
+    fn from_vocab(vocab: ahash::AHashMap<String, u32>, max_len: usize) -> Result<Self> {
+        let model = WordLevel::builder().vocab(vocab).unk_token(UNK.to_string()).build().map_err(tk_err)?;
+        let (norm, pre) = pipeline();
+        let mut inner = Tokenizer::new(model);
+        inner.with_normalizer(Some(norm)).map_err(tk_err)?;
+        inner.with_pre_tokenizer(Some(pre));
+        let mut tok = Self { inner, max_len };
+        tok.set_max_len(max_len)?;
+        Ok(tok)
+    }
+
+    /// Changes the truncation length; sentences longer than this keep their first `max_len`
+    /// words.
+    pub fn set_max_len(&mut self, max_len: usize) -> Result<()> {
+        if max_len == 0 {
+            return Err(TokenizeError::Options("max_len must be at least 1".into()));
+        }
+        self.max_len = max_len;
+        self.inner
+            .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
+            .map_err(tk_err)?;
+        self.inner.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            pad_id: PAD_ID,
+            pad_token: PAD.to_string(),
+            ..Default::default()
+        }));
+        Ok(())
+    }
+
+    /// The truncation length.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Number of ids, special tokens included: the embedding table needs this many rows.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(false)
+    }
+
+    /// The id of a (normalised) word, if it is in the vocabulary.
+    pub fn token_to_id(&self, word: &str) -> Option<u32> {
+        self.inner.token_to_id(word)
+    }
+
+    /// The word behind an id.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// The whole vocabulary as `(word, id)`; used to look words up in a GloVe file.
+    pub fn vocab(&self) -> HashMap<String, u32> {
+        self.inner.get_vocab(false)
+    }
+
+    /// The normalised words of `text`, as the vocabulary sees them.
+    pub fn words(&self, text: &str) -> Result<Vec<String>> {
+        let (norm, pre) = pipeline();
+        split_words(&norm, &pre, text)
+    }
+
+    /// Encodes one sentence to ids, truncated to `max_len`, without padding.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self.inner.encode(text, false).map_err(tk_err)?;
+        let mut ids = enc.get_ids().to_vec();
+        if ids.is_empty() {
+            ids.push(UNK_ID);
+        }
+        Ok(ids)
+    }
+
+    /// Encodes sentences in parallel, each to its own unpadded row of ids (at least one id).
+    pub fn encode_batch_rows(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
+        let encodings = self.inner.encode_batch(texts.to_vec(), false).map_err(tk_err)?;
+        Ok(encodings
+            .iter()
+            .map(|enc| {
+                let n = enc.get_attention_mask().iter().filter(|&&m| m == 1).count();
+                if n == 0 { vec![UNK_ID] } else { enc.get_ids()[..n].to_vec() }
+            })
+            .collect())
+    }
+
+    /// Encodes sentences in parallel to one id matrix padded to the batch's longest sentence.
+    ///
+    /// A sentence with no words at all (empty, or only spaces) becomes a single `[UNK]`, so that
+    /// every row has length at least 1 and the encoder always has a state to return; callers that
+    /// must reject empty input check for it before encoding.
+    pub fn encode_batch(&self, texts: &[&str]) -> Result<Batch> {
+        let encodings = self.inner.encode_batch(texts.to_vec(), false).map_err(tk_err)?;
+        let seq_len = encodings.iter().map(|e| e.len()).max().unwrap_or(0).max(1);
+        let mut ids = Vec::with_capacity(texts.len() * seq_len);
+        let mut lengths = Vec::with_capacity(texts.len());
+        for enc in &encodings {
+            let mut row: Vec<u32> = enc.get_ids().to_vec();
+            row.resize(seq_len, PAD_ID);
+            let mut len = enc.get_attention_mask().iter().filter(|&&m| m == 1).count();
+            if len == 0 {
+                row[0] = UNK_ID;
+                len = 1;
+            }
+            ids.extend_from_slice(&row);
+            lengths.push(len);
+        }
+        Ok(Batch { ids, lengths, batch_size: texts.len(), seq_len })
+    }
+
+    /// The tokenizer as `tokenizer.json` text.
+    pub fn to_json(&self) -> Result<String> {
+        self.inner.to_string(true).map_err(tk_err)
+    }
+
+    /// Reads a tokenizer from `tokenizer.json` text; `origin` names the source in errors.
+    pub fn from_json(json: &str, origin: &Path) -> Result<Self> {
+        let corrupt = |reason: String| TokenizeError::Corrupt { path: origin.to_path_buf(), reason };
+        let inner: Tokenizer = json.parse().map_err(|e| corrupt(format!("{e}")))?;
+        if inner.token_to_id(PAD) != Some(PAD_ID) || inner.token_to_id(UNK) != Some(UNK_ID) {
+            return Err(corrupt(format!("expected {PAD} = {PAD_ID} and {UNK} = {UNK_ID}")));
+        }
+        let max_len = inner.get_truncation().map(|t| t.max_length).unwrap_or(48);
+        let mut tok = Self { inner, max_len };
+        tok.set_max_len(max_len)?;
+        Ok(tok)
+    }
+
+    /// Writes `tokenizer.json` atomically: a crash mid-write leaves any previous file intact.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let json = self.to_json()?;
+        let io = |source| TokenizeError::Io { path: path.to_path_buf(), source };
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+        tmp.write_all(json.as_bytes()).map_err(io)?;
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(path).map_err(|e| io(e.error))?;
+        Ok(())
+    }
+
+    /// Reads `tokenizer.json`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|source| TokenizeError::Io { path: path.to_path_buf(), source })?;
+        let json = String::from_utf8(bytes).map_err(|e| TokenizeError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("not UTF-8: {e}"),
+        })?;
+        Self::from_json(&json, path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> WordTokenizer {
+        let s = ["The cat sat.", "the CAT ran", "A dog sat!"];
+        WordTokenizer::build(s.iter().copied(), &VocabOptions::default(), &[]).unwrap()
+    }
+
+    #[test]
+    fn special_ids_are_fixed_and_frequent_words_first() {
+        let tok = tiny();
+        assert_eq!(tok.token_to_id(PAD), Some(0));
+        assert_eq!(tok.token_to_id(UNK), Some(1));
+        // "cat", "sat" and "the" occur twice; ties sort alphabetically after the specials.
+        assert_eq!(tok.token_to_id("cat"), Some(2));
+        assert_eq!(tok.token_to_id("sat"), Some(3));
+        assert_eq!(tok.token_to_id("the"), Some(4));
+        assert_eq!(tok.vocab_size(), 10); // 2 specials + the cat sat ran a dog . !
+    }
+
+    #[test]
+    fn normalises_case_accents_and_punctuation() {
+        let tok = tiny();
+        assert_eq!(tok.words("Café, NAÏVE?!").unwrap(), vec!["cafe", ",", "naive", "?", "!"]);
+        assert_eq!(tok.encode("THE Cat").unwrap(), tok.encode("the cat").unwrap());
+    }
+
+    #[test]
+    fn unknown_words_map_to_unk() {
+        let tok = tiny();
+        assert_eq!(tok.encode("the zebra").unwrap(), vec![4, UNK_ID]);
+    }
+
+    #[test]
+    fn empty_sentence_becomes_single_unk() {
+        let tok = tiny();
+        let b = tok.encode_batch(&["", "   ", "the cat"]).unwrap();
+        assert_eq!(b.lengths, vec![1, 1, 2]);
+        assert_eq!(b.ids, vec![UNK_ID, PAD_ID, UNK_ID, PAD_ID, 4, 2]);
+    }
+
+    #[test]
+    fn min_count_and_max_vocab_limit_vocabulary() {
+        let s = ["a a b", "a b c"];
+        let opts = VocabOptions { min_count: 2, ..Default::default() };
+        let tok = WordTokenizer::build(s.iter().copied(), &opts, &[]).unwrap();
+        assert_eq!(tok.token_to_id("c"), None);
+        assert_eq!(tok.token_to_id("a"), Some(2));
+        let opts = VocabOptions { max_vocab: 3, ..Default::default() };
+        let tok = WordTokenizer::build(s.iter().copied(), &opts, &[]).unwrap();
+        assert_eq!(tok.vocab_size(), 3);
+    }
+
+    #[test]
+    fn seed_words_extend_vocabulary_after_training_words() {
+        let seeds: Vec<String> = ["the", "Zebra", "giraffe", "lion"].iter().map(|s| s.to_string()).collect();
+        let opts = VocabOptions { seed_top: 3, ..Default::default() };
+        let tok = WordTokenizer::build(["the cat"].iter().copied(), &opts, &seeds).unwrap();
+        assert_eq!(tok.token_to_id("zebra"), Some(4));
+        assert_eq!(tok.token_to_id("giraffe"), Some(5));
+        assert_eq!(tok.token_to_id("lion"), None, "only seed_top seed words are taken");
+    }
+
+    #[test]
+    fn from_rows_pads_like_encode_batch() {
+        let tok = tiny();
+        let texts = ["the cat sat .", "a", ""];
+        let rows: Vec<Vec<u32>> = texts.iter().map(|t| tok.encode(t).unwrap()).collect();
+        assert_eq!(Batch::from_rows(&rows), tok.encode_batch(&texts).unwrap());
+    }
+
+    #[test]
+    fn truncates_to_max_len() {
+        let mut tok = tiny();
+        tok.set_max_len(2).unwrap();
+        let b = tok.encode_batch(&["the cat sat ran", "a"]).unwrap();
+        assert_eq!(b.seq_len, 2);
+        assert_eq!(b.lengths, vec![2, 1]);
+        assert!((b.padding_fraction() - 0.25).abs() < 1e-12);
+    }
+
+    #[test]
+    fn save_load_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        let mut tok = tiny();
+        tok.set_max_len(7).unwrap();
+        tok.save(&path).unwrap();
+        let back = WordTokenizer::load(&path).unwrap();
+        assert_eq!(back.max_len(), 7);
+        assert_eq!(back.vocab(), tok.vocab());
+        let texts = ["the dog sat", "zebra!"];
+        assert_eq!(back.encode_batch(&texts).unwrap(), tok.encode_batch(&texts).unwrap());
+    }
+
+    #[test]
+    fn corrupt_or_missing_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.json");
+        let err = WordTokenizer::load(&missing).unwrap_err().to_string();
+        assert!(err.contains("nope.json"), "{err}");
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, b"{ not json").unwrap();
+        let err = WordTokenizer::load(&bad).unwrap_err().to_string();
+        assert!(err.contains("bad.json") && err.contains("not a valid tokenizer"), "{err}");
+        std::fs::write(&bad, [0xff, 0xfe, 0x00]).unwrap();
+        assert!(WordTokenizer::load(&bad).unwrap_err().to_string().contains("UTF-8"));
+    }
+}

@@ -1,0 +1,67 @@
+//! `train`: trains a twin-LSTM model from a TOML config and writes a model package.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use encoder::Backend;
+use trainer::config::{DataDirs, TrainConfig};
+use trainer::TrainRun;
+
+/// Train a twin (Siamese) LSTM on labelled sentence pairs with the contrastive loss.
+///
+/// Reads pairs as the config says (paths relative to --data-dir), validates after every epoch,
+/// stops early when validation stops improving, and writes the best epoch as a model package:
+/// config.json, tokenizer.json, model.bpk and metrics.json (with the decision threshold).
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+struct Args {
+    /// The training config (TOML), e.g. configs/quora.toml.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Directory holding the datasets the config names.
+    #[arg(long, env = "TWIN_DATA_DIR", default_value = "../shared/datasets")]
+    data_dir: PathBuf,
+    /// Directory holding the word vectors the config names.
+    #[arg(long, env = "TWIN_EMBEDDINGS_DIR", default_value = "../shared/embeddings")]
+    embeddings_dir: PathBuf,
+    /// Compute backend, overriding the config: ndarray, flex or wgpu.
+    #[arg(long)]
+    backend: Option<Backend>,
+    /// Where to write the model package, overriding the config's `output`.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Number of epochs, overriding the config.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Skip malformed rows with a warning instead of stopping at the first one.
+    #[arg(long)]
+    skip_bad_rows: bool,
+    /// No progress bars.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut cfg = TrainConfig::load(&args.config)?;
+    if let Some(b) = args.backend {
+        cfg.train.backend = b;
+    }
+    if let Some(e) = args.epochs {
+        cfg.train.epochs = e;
+    }
+    cfg.data.skip_bad_rows |= args.skip_bad_rows;
+    let dirs = DataDirs { data: args.data_dir, embeddings: args.embeddings_dir };
+    let run = TrainRun { progress: !args.quiet, output: args.output };
+    let report = trainer::train(&cfg, &dirs, &run).context("training failed")?;
+    let b = &report.best;
+    println!("best epoch {} of {}", report.best_epoch, report.epochs.len());
+    println!(
+        "validation ({} pairs): accuracy {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}  AP {:.4}",
+        report.valid_pairs, b.accuracy, b.precision, b.recall, b.f1, b.average_precision
+    );
+    println!("decision threshold: distance <= {:.4} ({})", report.threshold, serde_json::to_string(&report.energy)?);
+    println!("model package written to {}", report.output.display());
+    Ok(())
+}

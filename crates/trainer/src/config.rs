@@ -1,0 +1,242 @@
+//! Training configuration, read from a TOML file in `configs/`.
+
+use std::path::{Path, PathBuf};
+
+use data::PairFormat;
+use encoder::{Backend, Energy, Pooling};
+use serde::{Deserialize, Serialize};
+
+use crate::{Result, TrainError};
+
+/// A whole training run. Every field has a default except the training data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Where the pairs come from.
+    pub data: DataConfig,
+    /// How the vocabulary is built.
+    #[serde(default)]
+    pub tokenizer: tokenize::VocabOptions,
+    /// Shape of the encoder.
+    #[serde(default)]
+    pub model: ModelConfig,
+    /// Optimisation.
+    #[serde(default)]
+    pub train: TrainOptions,
+    /// Directory the model package is written to.
+    #[serde(default = "default_output")]
+    pub output: PathBuf,
+}
+
+fn default_output() -> PathBuf {
+    PathBuf::from("runs/model")
+}
+
+/// The training pairs and the validation split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// File layout.
+    pub format: PairFormat,
+    /// Training pairs; a relative path is taken from the data directory.
+    pub train: PathBuf,
+    /// Separate validation pairs; when absent, `valid_size` pairs are split off `train`.
+    #[serde(default)]
+    pub valid: Option<PathBuf>,
+    /// Pairs split off the training file for validation (when `valid` is absent).
+    #[serde(default = "default_valid_size")]
+    pub valid_size: usize,
+    /// Use at most this many training pairs (after the split).
+    #[serde(default)]
+    pub train_size: Option<usize>,
+    /// Seed of the train/validation split.
+    #[serde(default = "default_seed")]
+    pub split_seed: u64,
+    /// Skip malformed rows with a warning instead of stopping.
+    #[serde(default)]
+    pub skip_bad_rows: bool,
+}
+
+fn default_valid_size() -> usize {
+    1000
+}
+fn default_seed() -> u64 {
+    42
+}
+
+/// Encoder shape and initialisation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Word vector size; taken from the GloVe file when one is given.
+    pub d_embed: usize,
+    /// LSTM state size per direction.
+    pub d_hidden: usize,
+    /// Read sentences in both directions.
+    pub bidirectional: bool,
+    /// How LSTM states become a sentence vector.
+    pub pooling: Pooling,
+    /// Dropout on word vectors.
+    pub dropout: f64,
+    /// GloVe text file to initialise word vectors from; relative to the embeddings directory.
+    pub glove: Option<PathBuf>,
+    /// Read only the first this-many GloVe words.
+    pub glove_limit: Option<usize>,
+    /// Compare sentence vectors with this energy.
+    pub energy: Energy,
+    /// Seed of the weight initialisation.
+    pub seed: u64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            d_embed: 50,
+            d_hidden: 128,
+            bidirectional: false,
+            pooling: Pooling::Last,
+            dropout: 0.0,
+            glove: None,
+            glove_limit: None,
+            energy: Energy::Euclidean,
+            seed: 42,
+        }
+    }
+}
+
+/// Which validation number picks the best epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SelectMetric {
+    /// Accuracy at the best threshold.
+    Accuracy,
+    /// Average precision (threshold-free, steadier).
+    #[default]
+    Ap,
+}
+
+/// Optimisation settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainOptions {
+    /// Maximum number of passes over the training pairs.
+    pub epochs: usize,
+    /// Pairs per step.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Contrastive margin: impostors are pushed this far apart.
+    pub margin: f32,
+    /// Seed of shuffling and dropout.
+    pub seed: u64,
+    /// Stop after this many epochs without a better validation score.
+    pub patience: usize,
+    /// Which validation number picks the best epoch.
+    pub select: SelectMetric,
+    /// Gradient norm clip (0 = none).
+    pub grad_clip: f32,
+    /// Sort pairs by length within windows of this many batches, so batches carry little
+    /// padding (1 = plain shuffled batches).
+    pub bucket_batches: usize,
+    /// Compute backend.
+    pub backend: Backend,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            epochs: 20,
+            batch_size: 64,
+            lr: 1e-3,
+            margin: 1.0,
+            seed: 42,
+            patience: 4,
+            select: SelectMetric::Ap,
+            grad_clip: 5.0,
+            bucket_batches: 50,
+            backend: Backend::Ndarray,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Reads and checks a TOML config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io { path: path.to_path_buf(), source })?;
+        let cfg: TrainConfig =
+            toml::from_str(&text).map_err(|e| TrainError::Config { path: path.to_path_buf(), reason: e.to_string() })?;
+        cfg.check().map_err(|reason| TrainError::Config { path: path.to_path_buf(), reason })?;
+        Ok(cfg)
+    }
+
+    /// Rejects settings that cannot train.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let t = &self.train;
+        if t.epochs == 0 || t.batch_size == 0 {
+            return Err("train.epochs and train.batch_size must be at least 1".into());
+        }
+        if !(t.lr > 0.0 && t.lr.is_finite()) {
+            return Err("train.lr must be positive".into());
+        }
+        if !(t.margin > 0.0 && t.margin.is_finite()) {
+            return Err("train.margin must be positive".into());
+        }
+        if !(0.0..1.0).contains(&self.model.dropout) {
+            return Err("model.dropout must be in [0, 1)".into());
+        }
+        if self.model.d_hidden == 0 || self.model.d_embed == 0 {
+            return Err("model.d_hidden and model.d_embed must be at least 1".into());
+        }
+        if self.data.valid.is_none() && self.data.valid_size == 0 {
+            return Err("either data.valid or a non-zero data.valid_size is needed for validation".into());
+        }
+        Ok(())
+    }
+}
+
+/// Where relative paths in a config are resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataDirs {
+    /// Datasets directory (`--data-dir`, `TWIN_DATA_DIR`, default `../shared/datasets`).
+    pub data: PathBuf,
+    /// Word-vector directory (`--embeddings-dir`, `TWIN_EMBEDDINGS_DIR`, default `../shared/embeddings`).
+    pub embeddings: PathBuf,
+}
+
+impl Default for DataDirs {
+    fn default() -> Self {
+        Self { data: PathBuf::from("../shared/datasets"), embeddings: PathBuf::from("../shared/embeddings") }
+    }
+}
+
+impl DataDirs {
+    /// A path from the config, taken relative to `base` unless absolute.
+    pub fn resolve(base: &Path, p: &Path) -> PathBuf {
+        if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_gets_defaults_and_unknown_keys_are_rejected() {
+        let cfg: TrainConfig = toml::from_str("[data]\nformat = \"csv\"\ntrain = \"pairs.csv\"\n").unwrap();
+        assert_eq!(cfg.train.batch_size, 64);
+        assert_eq!(cfg.tokenizer.max_len, 48);
+        assert_eq!(cfg.model.energy, Energy::Euclidean);
+        assert!(cfg.check().is_ok());
+        let err = toml::from_str::<TrainConfig>("[data]\nformat = \"csv\"\ntrain = \"p\"\n[train]\nepochz = 3\n");
+        assert!(err.unwrap_err().to_string().contains("epochz"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_file_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[data]\nformat = \"csv\"\ntrain = \"p\"\n[train]\nlr = -1.0\n").unwrap();
+        let e = TrainConfig::load(&p).unwrap_err().to_string();
+        assert!(e.contains("c.toml") && e.contains("lr"), "{e}");
+    }
+}

@@ -1,0 +1,58 @@
+//! Contrastive training of the twin LSTM, and evaluation of model packages.
+//!
+//! [`train`] loads labelled pairs, builds the vocabulary (optionally seeded with GloVe words),
+//! trains ONE encoder on both sides of every pair with the contrastive loss
+//! `Y·E² + (1−Y)·max(margin − E, 0)²`, validates after every epoch, stops early when validation
+//! stops improving, and writes the best epoch as a model package with its decision threshold.
+//! [`evaluate`] scores a package on a labelled pair file at its stored threshold.
+//!
+//! ```no_run
+//! use trainer::{config::{DataDirs, TrainConfig}, train, TrainRun};
+//!
+//! let cfg = TrainConfig::load("configs/quora.toml".as_ref()).unwrap();
+//! let report = train(&cfg, &DataDirs::default(), &TrainRun::default()).unwrap();
+//! println!("validation accuracy {:.3}", report.best.accuracy);
+//! ```
+
+pub mod config;
+mod fit;
+
+pub use fit::{evaluate, pair_distances, train, EpochMetrics, TrainReport, TrainRun};
+
+use std::path::PathBuf;
+
+/// Errors of training and evaluation.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The config file is invalid.
+    #[error("{path}: invalid config: {reason}")]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Loading pairs failed.
+    #[error(transparent)]
+    Data(#[from] data::DataError),
+    /// The model or its package failed.
+    #[error(transparent)]
+    Encoder(#[from] encoder::EncoderError),
+    /// Tokenization failed.
+    #[error(transparent)]
+    Tokenize(#[from] tokenize::TokenizeError),
+    /// Training diverged or cannot proceed.
+    #[error("training: {0}")]
+    Training(String),
+}
+
+/// Result alias of this crate.
+pub type Result<T> = std::result::Result<T, TrainError>;

@@ -1,0 +1,87 @@
+//! The `train` and `eval` binaries on bad input: clear errors naming file and line, no panics.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// A config like tiny.toml that trains on `file` for one epoch.
+fn config_for(dir: &std::path::Path, file: &str) -> PathBuf {
+    let text = std::fs::read_to_string(fixtures().join("tiny.toml"))
+        .unwrap()
+        .replace("train = \"pairs.csv\"", &format!("train = \"{file}\""))
+        .replace("valid_size = 10", "valid_size = 1")
+        .replace("epochs = 6", "epochs = 1");
+    let p = dir.join("c.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn train(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_train")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn bad_rows_are_errors_naming_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = fixtures();
+    let data_dir = data_dir.to_str().unwrap();
+    for (file, needle) in [
+        ("bad_missing_column.csv", "bad_missing_column.csv:3: missing column"),
+        ("bad_label.csv", "bad_label.csv:3: label \"yes\" is not a number"),
+        ("bad_empty.csv", "bad_empty.csv:3: empty sentence"),
+        ("bad_utf8.csv", "bad_utf8.csv:3: column 1 (first sentence) is not valid UTF-8"),
+    ] {
+        let cfg = config_for(tmp.path(), file);
+        let (ok, stderr) = train(&["--config", cfg.to_str().unwrap(), "--data-dir", data_dir, "--quiet"]);
+        assert!(!ok, "{file} should fail");
+        assert!(stderr.contains(needle), "{file}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn skip_bad_rows_warns_and_trains() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config_for(tmp.path(), "pairs.csv");
+    // A copy of the fixture with a broken row appended.
+    let mut text = std::fs::read_to_string(fixtures().join("pairs.csv")).unwrap();
+    text.push_str("only one column\n");
+    let data = tmp.path().join("pairs.csv");
+    std::fs::write(&data, text).unwrap();
+    let out = tmp.path().join("model");
+    let (ok, stderr) = train(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        tmp.path().to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--skip-bad-rows",
+        "--quiet",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("pairs.csv:42: skipped: missing column"), "{stderr}");
+    assert!(out.join("model.bpk").is_file());
+}
+
+#[test]
+fn missing_config_data_and_model_are_clear_errors() {
+    let (ok, stderr) = train(&["--config", "/no/such/config.toml"]);
+    assert!(!ok && stderr.contains("/no/such/config.toml"), "{stderr}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config_for(tmp.path(), "absent.csv");
+    let (ok, stderr) = train(&["--config", cfg.to_str().unwrap(), "--data-dir", tmp.path().to_str().unwrap()]);
+    assert!(!ok && stderr.contains("absent.csv"), "{stderr}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_eval"))
+        .args(["--model", "/no/such/model", "--data", "x.csv"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("/no/such/model") && stderr.contains("no model package"), "{stderr}");
+}
