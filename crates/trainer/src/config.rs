@@ -82,6 +82,9 @@ pub struct ModelConfig {
     pub glove: Option<PathBuf>,
     /// Read only the first this-many GloVe words.
     pub glove_limit: Option<usize>,
+    /// Keep the word vectors fixed during training: words never seen in training then stay
+    /// consistent with the ones that were (what a small training set needs).
+    pub freeze_embeddings: bool,
     /// Compare sentence vectors with this energy.
     pub energy: Energy,
     /// Seed of the weight initialisation.
@@ -98,6 +101,7 @@ impl Default for ModelConfig {
             dropout: 0.0,
             glove: None,
             glove_limit: None,
+            freeze_embeddings: false,
             energy: Energy::Euclidean,
             seed: 42,
         }

@@ -221,6 +221,9 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
         tokenizer.vocab_size()
     );
     let mut model = TwinEncoder { encoder };
+    if cfg.model.freeze_embeddings {
+        model.encoder.embedding = model.encoder.embedding.no_grad();
+    }
     let mut adam = AdamConfig::new();
     if cfg.train.grad_clip > 0.0 {
         adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(cfg.train.grad_clip)));

@@ -62,3 +62,23 @@ fn same_config_trains_alike_on_every_backend() {
         assert!((loss - reference).abs() < 1e-3 * reference.max(1.0), "{backend}: {loss} vs {reference}");
     }
 }
+
+#[test]
+fn frozen_embeddings_stay_at_their_initial_values() {
+    let mut cfg = tiny();
+    cfg.model.freeze_embeddings = true;
+    cfg.train.epochs = 2;
+    let out = tempfile::tempdir().unwrap();
+    let run = TrainRun { progress: false, output: Some(out.path().join("m")) };
+    trainer::train(&cfg, &dirs(), &run).unwrap();
+    let device = Backend::Flex.device();
+    let package = ModelPackage::load(&out.path().join("m"), &device).unwrap();
+    let fresh = package.config.encoder.init(&device);
+    let table = |w: &burn::module::Param<burn::Tensor<2>>| w.val().into_data().try_into_vec::<f32>().unwrap();
+    assert_eq!(table(&package.encoder.embedding.weight), table(&fresh.embedding.weight));
+    assert_ne!(
+        table(&package.encoder.forward_lstm.w_hidden),
+        table(&fresh.forward_lstm.w_hidden),
+        "the LSTM still trains"
+    );
+}
