@@ -89,3 +89,15 @@ fn missing_or_corrupt_packages_give_clear_errors() {
     let e = load_err(&dir);
     assert!(e.contains("metrics.json") && e.contains("threshold"), "{e}");
 }
+
+#[cfg(unix)]
+#[test]
+fn saved_packages_are_readable_by_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pkg");
+    sample(&dir);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o755);
+    assert_eq!(mode(&dir.join("tokenizer.json")), 0o644);
+}

@@ -284,7 +284,10 @@ impl Output {
         Ok(match path {
             Some(p) => {
                 let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                let tmp = tempfile::Builder::new().prefix(".retrieve-").tempfile_in(dir).with_context(|| format!("{}", p.display()))?;
+                let mut builder = tempfile::Builder::new();
+                #[cfg(unix)]
+                builder.permissions(<std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644));
+                let tmp = builder.prefix(".retrieve-").tempfile_in(dir).with_context(|| format!("{}", p.display()))?;
                 Output::File(tmp, p)
             }
             None => Output::Stdout,

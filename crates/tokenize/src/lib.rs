@@ -355,7 +355,11 @@ impl WordTokenizer {
         let json = self.to_json()?;
         let io = |source| TokenizeError::Io { path: path.to_path_buf(), source };
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+        let mut builder = tempfile::Builder::new();
+        // Readable like any file the user writes, not the temporary file's private 0600.
+        #[cfg(unix)]
+        builder.permissions(<std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644));
+        let mut tmp = builder.tempfile_in(dir).map_err(io)?;
         tmp.write_all(json.as_bytes()).map_err(io)?;
         tmp.as_file().sync_all().map_err(io)?;
         tmp.persist(path).map_err(|e| io(e.error))?;
