@@ -156,6 +156,41 @@ pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
     pearson(&ranks(x), &ranks(y))
 }
 
+/// Retrieval quality over a set of queries, as sentence-transformers' InformationRetrievalEvaluator
+/// reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RetrievalMetrics {
+    /// Number of queries.
+    pub queries: usize,
+    /// Mean share of each query's relevant items found at rank 1.
+    pub recall_at_1: f64,
+    /// Mean share of each query's relevant items found in the top 10.
+    pub recall_at_10: f64,
+    /// Mean reciprocal rank of the first relevant item within the top 10 (0 when none is).
+    pub mrr_at_10: f64,
+}
+
+/// Scores `rankings[q]` (corpus ids, best first, the query itself already left out) against
+/// `relevant[q]` (the ids that should be found). Queries without relevant items are skipped.
+pub fn retrieval_metrics(rankings: &[Vec<usize>], relevant: &[Vec<usize>]) -> RetrievalMetrics {
+    assert_eq!(rankings.len(), relevant.len(), "one relevant set per query");
+    let (mut n, mut r1, mut r10, mut mrr) = (0usize, 0.0, 0.0, 0.0);
+    for (ranked, rel) in rankings.iter().zip(relevant) {
+        if rel.is_empty() {
+            continue;
+        }
+        n += 1;
+        let found_in = |k: usize| ranked.iter().take(k).filter(|id| rel.contains(id)).count() as f64 / rel.len() as f64;
+        r1 += found_in(1);
+        r10 += found_in(10);
+        if let Some(pos) = ranked.iter().take(10).position(|id| rel.contains(id)) {
+            mrr += 1.0 / (pos + 1) as f64;
+        }
+    }
+    let mean = |x: f64| if n == 0 { 0.0 } else { x / n as f64 };
+    RetrievalMetrics { queries: n, recall_at_1: mean(r1), recall_at_10: mean(r10), mrr_at_10: mean(mrr) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,5 +255,21 @@ mod tests {
         let rho = spearman(&[1.0, 2.0, 2.0, 3.0], &[1.0, 5.0, 6.0, 9.0]);
         let expected = 4.5 / (4.5f64 * 5.0).sqrt();
         assert!(close(rho, expected), "{rho} vs {expected}");
+    }
+
+    #[test]
+    fn retrieval_metrics_by_hand() {
+        // q0: relevant {7} at rank 2 -> R@1 0, R@10 1, RR 1/2.
+        // q1: relevant {3, 4}: 3 at rank 1, 4 beyond 10 -> R@1 1/2, R@10 1/2, RR 1.
+        // q2: relevant {9} not retrieved -> all 0. q3: no relevant items -> skipped.
+        let mut long: Vec<usize> = (3..14).collect(); // 3 first, 4 second...
+        long.swap(1, 10); // ...4 moved to rank 11
+        let rankings = vec![vec![5, 7, 1], long, vec![1, 2], vec![0]];
+        let relevant = vec![vec![7], vec![3, 4], vec![9], vec![]];
+        let m = retrieval_metrics(&rankings, &relevant);
+        assert_eq!(m.queries, 3);
+        assert!(close(m.recall_at_1, (0.0 + 0.5 + 0.0) / 3.0));
+        assert!(close(m.recall_at_10, (1.0 + 0.5 + 0.0) / 3.0));
+        assert!(close(m.mrr_at_10, (0.5 + 1.0 + 0.0) / 3.0));
     }
 }
