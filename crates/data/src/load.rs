@@ -29,6 +29,16 @@ pub enum PairFormat {
     Qqp,
     /// A CSV with a header naming `sentence1,sentence2,label` (or `question1,question2,is_duplicate`).
     Csv,
+    /// SICK's `SICK.txt`: tab separated with a header; `relatedness_score` (1–5) is the label and
+    /// [`LoadOptions::subset`] keeps the rows of one `SemEval_set` (TRAIN, TRIAL).
+    Sick,
+    /// STS Benchmark CSV: tab separated, not quote-aware, no header; the score (0–5) and the two
+    /// sentences are columns 5–7; extra trailing fields are ignored.
+    Stsb,
+    /// SemEval STS 2012–2016 `.tsv`: `score \t s1 \t s2`; rows without a gold score are skipped.
+    Sts,
+    /// MRPC: `Quality \t #1 ID \t #2 ID \t #1 String \t #2 String` with a header.
+    Mrpc,
 }
 
 impl PairFormat {
@@ -42,11 +52,13 @@ impl PairFormat {
 }
 
 /// How strict loading is.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     /// Skip malformed rows (they are returned in [`Loaded::skipped`]) instead of failing on the
     /// first one.
     pub skip_bad: bool,
+    /// For SICK: the `SemEval_set` to keep (e.g. `TRAIN`, `TRIAL`); all rows when `None`.
+    pub subset: Option<String>,
 }
 
 /// A row that was skipped, and why.
@@ -72,7 +84,8 @@ fn open(path: &Path, format: PairFormat) -> Result<csv::Reader<std::fs::File>> {
     let mut b = csv::ReaderBuilder::new();
     b.flexible(true);
     match format {
-        PairFormat::Qqp => b.delimiter(b'\t').quoting(false).has_headers(false),
+        PairFormat::Qqp | PairFormat::Stsb | PairFormat::Sts => b.delimiter(b'\t').quoting(false).has_headers(false),
+        PairFormat::Sick | PairFormat::Mrpc => b.delimiter(b'\t').quoting(false).has_headers(true),
         PairFormat::Csv => b.has_headers(true),
     };
     Ok(b.from_reader(file))
@@ -122,13 +135,30 @@ fn parse_row(rec: &csv::ByteRecord, cols: [usize; 3]) -> std::result::Result<(St
 /// [`LoadOptions::skip_bad`]. A file with no usable row is always an error.
 pub fn load_pairs(path: &Path, format: PairFormat, options: LoadOptions) -> Result<Loaded> {
     let mut reader = open(path, format)?;
+    let mut filter: Option<usize> = None;
     let cols = match format {
         PairFormat::Qqp => [1, 2, 0],
-        PairFormat::Csv => {
+        PairFormat::Stsb => [5, 6, 4],
+        PairFormat::Sts => [1, 2, 0],
+        PairFormat::Mrpc => [3, 4, 0],
+        PairFormat::Csv | PairFormat::Sick => {
             let headers = reader.byte_headers().map_err(|e| csv_error(path, e))?.clone();
-            csv_columns(path, &headers)?
+            if format == PairFormat::Sick {
+                let names: Vec<String> = headers.iter().map(|h| String::from_utf8_lossy(h).trim().to_lowercase()).collect();
+                let find = |n: &str| names.iter().position(|h| h == n);
+                filter = find("semeval_set");
+                match (find("sentence_a"), find("sentence_b"), find("relatedness_score")) {
+                    (Some(a), Some(b), Some(l)) => [a, b, l],
+                    _ => return Err(DataError::File { path: path.to_path_buf(), reason: "not a SICK file: needs sentence_A, sentence_B, relatedness_score".into() }),
+                }
+            } else {
+                csv_columns(path, &headers)?
+            }
         }
     };
+    if options.subset.is_some() && filter.is_none() {
+        return Err(DataError::File { path: path.to_path_buf(), reason: "a subset was asked for, but the file has no SemEval_set column".into() });
+    }
     let mut out = Loaded::default();
     let mut rec = csv::ByteRecord::new();
     loop {
@@ -139,6 +169,15 @@ pub fn load_pairs(path: &Path, format: PairFormat, options: LoadOptions) -> Resu
         let line = rec.position().map(|p| p.line()).unwrap_or(0);
         if rec.len() == 1 && rec.get(0).is_some_and(|f| f.iter().all(u8::is_ascii_whitespace)) {
             continue; // blank line
+        }
+        if let (Some(i), Some(want)) = (filter, &options.subset) {
+            if !rec.get(i).is_some_and(|v| v.eq_ignore_ascii_case(want.as_bytes())) {
+                continue;
+            }
+        }
+        if format == PairFormat::Sts && rec.get(0).is_some_and(|v| v.iter().all(u8::is_ascii_whitespace)) {
+            out.skipped.push(BadRow { line, reason: "no gold score".into() });
+            continue;
         }
         match parse_row(&rec, cols) {
             Ok((a, b, label)) => out.pairs.push(Pair { a, b, label, line }),
@@ -240,7 +279,7 @@ mod tests {
     fn skip_bad_keeps_good_rows_and_reports_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(&dir, "m.csv", b"sentence1,sentence2,label\na,b,1\nc,d\n,e,0\nf,g,0\n");
-        let l = load_pairs(&p, PairFormat::Csv, LoadOptions { skip_bad: true }).unwrap();
+        let l = load_pairs(&p, PairFormat::Csv, LoadOptions { skip_bad: true, ..Default::default() }).unwrap();
         assert_eq!(l.pairs.iter().map(|p| p.a.as_str()).collect::<Vec<_>>(), ["a", "f"]);
         assert_eq!(l.skipped.iter().map(|r| r.line).collect::<Vec<_>>(), [3, 4]);
     }
@@ -271,5 +310,28 @@ mod tests {
         assert_eq!(t1, t2);
         assert_ne!(v1, v3);
         assert!(v1.iter().all(|v| !t1.contains(v)));
+    }
+
+    #[test]
+    fn reads_sick_stsb_sts_and_mrpc_layouts() {
+        let dir = tempfile::tempdir().unwrap();
+        let sick = write(&dir, "SICK.txt", b"pair_ID\tsentence_A\tsentence_B\trelatedness_score\tSemEval_set\n1\tA dog runs\tA dog is running\t4.5\tTRAIN\n2\tA cat\tA car\t1.2\tTRIAL\n");
+        let opts = LoadOptions { subset: Some("trial".into()), ..Default::default() };
+        let l = load_pairs(&sick, PairFormat::Sick, opts).unwrap();
+        assert_eq!((l.pairs.len(), l.pairs[0].a.as_str(), l.pairs[0].label), (1, "A cat", 1.2));
+        assert_eq!(load_pairs(&sick, PairFormat::Sick, LoadOptions::default()).unwrap().pairs.len(), 2);
+
+        // Not quote-aware, extra trailing fields ignored.
+        let stsb = write(&dir, "sts.csv", b"g\tf\t2012\t1\t3.5\tA \"quoted\" one\tAnother\textra\tmore\n");
+        let l = load_pairs(&stsb, PairFormat::Stsb, LoadOptions::default()).unwrap();
+        assert_eq!((l.pairs[0].a.as_str(), l.pairs[0].b.as_str(), l.pairs[0].label), ("A \"quoted\" one", "Another", 3.5));
+
+        let sts = write(&dir, "s.tsv", b"4.2\tOne\tTwo\n\tNo score\tHere\n");
+        let l = load_pairs(&sts, PairFormat::Sts, LoadOptions::default()).unwrap();
+        assert_eq!((l.pairs.len(), l.skipped.len(), l.pairs[0].label), (1, 1, 4.2));
+
+        let mrpc = write(&dir, "m.txt", "\u{feff}Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t7\t8\tHe said \"yes\".\tHe agreed.\n".as_bytes());
+        let l = load_pairs(&mrpc, PairFormat::Mrpc, LoadOptions::default()).unwrap();
+        assert_eq!((l.pairs[0].a.as_str(), l.pairs[0].label, l.pairs[0].line), ("He said \"yes\".", 1.0, 2));
     }
 }
