@@ -143,11 +143,7 @@ impl ModelPackage {
             _ => PathBuf::from("."),
         };
         std::fs::create_dir_all(&parent).map_err(|e| EncoderError::io(&parent, e))?;
-        let mut builder = tempfile::Builder::new();
-        // A package directory is shared like any other, not private like a temporary one.
-        #[cfg(unix)]
-        builder.permissions(<std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755));
-        let tmp = builder.prefix(".package-").tempdir_in(&parent).map_err(|e| EncoderError::io(&parent, e))?;
+        let tmp = tokenize::shareable_temp(".package-", true).tempdir_in(&parent).map_err(|e| EncoderError::io(&parent, e))?;
         let write_json = |name: &str, value: &dyn erased::Json| -> Result<()> {
             let p = tmp.path().join(name);
             std::fs::write(&p, value.to_json()?).map_err(|e| EncoderError::io(&p, e))

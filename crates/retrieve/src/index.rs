@@ -164,11 +164,7 @@ impl Index {
         let io = |e| RetrieveError::io(path, e);
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io)?;
-        let mut builder = tempfile::Builder::new();
-        // Readable like any file the user writes, not the temporary file's private 0600.
-        #[cfg(unix)]
-        builder.permissions(<std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644));
-        let tmp = builder.prefix(".index-").tempfile_in(dir).map_err(io)?;
+        let tmp = tokenize::shareable_temp(".index-", false).tempfile_in(dir).map_err(io)?;
         {
             let mut w = Summing { inner: BufWriter::new(tmp.as_file()), sum: Fnv::new() };
             let header = serde_json::to_vec(&self.header).map_err(|e| RetrieveError::Invalid(e.to_string()))?;

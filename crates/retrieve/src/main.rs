@@ -284,10 +284,9 @@ impl Output {
         Ok(match path {
             Some(p) => {
                 let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                let mut builder = tempfile::Builder::new();
-                #[cfg(unix)]
-                builder.permissions(<std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644));
-                let tmp = builder.prefix(".retrieve-").tempfile_in(dir).with_context(|| format!("{}", p.display()))?;
+                let tmp = tokenize::shareable_temp(".retrieve-", false)
+                    .tempfile_in(dir)
+                    .with_context(|| format!("{}", p.display()))?;
                 Output::File(tmp, p)
             }
             None => Output::Stdout,

@@ -137,6 +137,22 @@ impl Batch {
     }
 }
 
+/// A builder for the temporary sibling that every atomic write in the workspace goes through
+/// (write it, then rename it over the target). It is created with ordinary permissions (0644 for
+/// a file, 0755 for a directory) rather than tempfile's private 0600/0700, so what lands after
+/// the rename is readable like any file the user writes.
+pub fn shareable_temp(prefix: &'static str, directory: bool) -> tempfile::Builder<'static, 'static> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix);
+    #[cfg(unix)]
+    builder.permissions(<std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(
+        if directory { 0o755 } else { 0o644 },
+    ));
+    #[cfg(not(unix))]
+    let _ = directory;
+    builder
+}
+
 /// A word-level tokenizer: the `tokenizers` crate's `WordLevel` model behind an NFD + lowercase +
 /// strip-accents normalizer and a whitespace + punctuation pre-tokenizer.
 #[derive(Clone)]
@@ -355,11 +371,7 @@ impl WordTokenizer {
         let json = self.to_json()?;
         let io = |source| TokenizeError::Io { path: path.to_path_buf(), source };
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let mut builder = tempfile::Builder::new();
-        // Readable like any file the user writes, not the temporary file's private 0600.
-        #[cfg(unix)]
-        builder.permissions(<std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644));
-        let mut tmp = builder.tempfile_in(dir).map_err(io)?;
+        let mut tmp = shareable_temp(".tokenizer-", false).tempfile_in(dir).map_err(io)?;
         tmp.write_all(json.as_bytes()).map_err(io)?;
         tmp.as_file().sync_all().map_err(io)?;
         tmp.persist(path).map_err(|e| io(e.error))?;

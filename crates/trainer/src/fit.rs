@@ -90,7 +90,7 @@ pub struct TrainReport {
 }
 
 fn load(path: &Path, cfg: &TrainConfig) -> Result<Vec<Pair>> {
-    let loaded = load_pairs(path, cfg.data.format, LoadOptions { skip_bad: cfg.data.skip_bad_rows, subset: None })?;
+    let loaded = load_pairs(path, cfg.data.format, LoadOptions { skip_bad: cfg.data.skip_bad_rows, ..Default::default() })?;
     for bad in &loaded.skipped {
         eprintln!("warning: {}:{}: skipped: {}", path.display(), bad.line, bad.reason);
     }

@@ -47,7 +47,7 @@ fn main() -> anyhow::Result<()> {
     let device = args.backend.try_device().map_err(anyhow::Error::msg)?;
     let package = ModelPackage::load(&args.model, &device)?;
     let format = args.format.unwrap_or_else(|| PairFormat::from_path(&args.data));
-    let loaded = load_pairs(&args.data, format, LoadOptions { skip_bad: args.skip_bad_rows, subset: None })?;
+    let loaded = load_pairs(&args.data, format, LoadOptions { skip_bad: args.skip_bad_rows, ..Default::default() })?;
     for bad in &loaded.skipped {
         eprintln!("warning: {}:{}: skipped: {}", args.data.display(), bad.line, bad.reason);
     }
