@@ -42,12 +42,56 @@ pub enum PairFormat {
 }
 
 impl PairFormat {
+    /// The range of the label column: `(0, 1)` for binary formats, SICK's relatedness `(1, 5)`,
+    /// STS's `(0, 5)`. Training scales graded labels to `[0, 1]` with it.
+    pub fn score_range(&self) -> (f32, f32) {
+        match self {
+            PairFormat::Qqp | PairFormat::Csv | PairFormat::Mrpc => (0.0, 1.0),
+            PairFormat::Sick => (1.0, 5.0),
+            PairFormat::Stsb | PairFormat::Sts => (0.0, 5.0),
+        }
+    }
+
+    /// Whether the label is a graded score rather than 0/1.
+    pub fn is_graded(&self) -> bool {
+        self.score_range() != (0.0, 1.0)
+    }
+
     /// Guesses the format from the extension: `.tsv` is QQP, anything else CSV.
     pub fn from_path(path: &Path) -> Self {
         match path.extension().and_then(|e| e.to_str()) {
             Some(e) if e.eq_ignore_ascii_case("tsv") => PairFormat::Qqp,
             _ => PairFormat::Csv,
         }
+    }
+}
+
+impl std::str::FromStr for PairFormat {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "qqp" | "tsv" => Ok(PairFormat::Qqp),
+            "csv" => Ok(PairFormat::Csv),
+            "sick" => Ok(PairFormat::Sick),
+            "stsb" | "sts-b" => Ok(PairFormat::Stsb),
+            "sts" => Ok(PairFormat::Sts),
+            "mrpc" => Ok(PairFormat::Mrpc),
+            other => Err(format!("unknown task {other:?} (expected qqp, sick, stsb, sts, mrpc or csv)")),
+        }
+    }
+}
+
+impl std::fmt::Display for PairFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            PairFormat::Qqp => "qqp",
+            PairFormat::Csv => "csv",
+            PairFormat::Sick => "sick",
+            PairFormat::Stsb => "stsb",
+            PairFormat::Sts => "sts",
+            PairFormat::Mrpc => "mrpc",
+        };
+        f.write_str(s)
     }
 }
 

@@ -156,6 +156,34 @@ pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
     pearson(&ranks(x), &ranks(y))
 }
 
+/// Agreement between predicted similarities and gold scores on graded data (SICK, STS).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GradedMetrics {
+    /// Number of pairs.
+    pub n: usize,
+    /// Pearson correlation of prediction and gold score.
+    pub pearson: f64,
+    /// Spearman correlation (tie-averaged ranks).
+    pub spearman: f64,
+    /// Mean squared error on the gold scale, after mapping the prediction onto it.
+    pub mse: f64,
+}
+
+/// Graded metrics of `predicted` against `gold`. Correlations do not care about scale; the MSE
+/// does, so `predicted` must already be on the gold scale (see [`to_gold_scale`]).
+pub fn graded_metrics(predicted: &[f64], gold: &[f64]) -> GradedMetrics {
+    assert_eq!(predicted.len(), gold.len(), "one gold score per prediction");
+    let n = predicted.len();
+    let mse = if n == 0 { 0.0 } else { predicted.iter().zip(gold).map(|(p, g)| (p - g) * (p - g)).sum::<f64>() / n as f64 };
+    GradedMetrics { n, pearson: pearson(predicted, gold), spearman: spearman(predicted, gold), mse }
+}
+
+/// Maps a similarity in `[0, 1]` onto the gold range `[lo, hi]` (similarities outside `[0, 1]`,
+/// e.g. negative cosines, are clamped first), so that an MSE on the gold scale means something.
+pub fn to_gold_scale(similarity: f64, (lo, hi): (f64, f64)) -> f64 {
+    lo + similarity.clamp(0.0, 1.0) * (hi - lo)
+}
+
 /// Retrieval quality over a set of queries, as sentence-transformers' InformationRetrievalEvaluator
 /// reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -189,6 +217,85 @@ pub fn retrieval_metrics(rankings: &[Vec<usize>], relevant: &[Vec<usize>]) -> Re
     }
     let mean = |x: f64| if n == 0 { 0.0 } else { x / n as f64 };
     RetrievalMetrics { queries: n, recall_at_1: mean(r1), recall_at_10: mean(r10), mrr_at_10: mean(mrr) }
+}
+
+/// A retrieval task built from labelled pairs the way sentence-transformers builds its Quora
+/// retrieval benchmark: the corpus is every distinct sentence of the split, each distinct first
+/// sentence of a duplicate pair is a query, and its relevant items are all its duplicate partners.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrievalSplit {
+    /// Distinct sentences, in order of first appearance.
+    pub corpus: Vec<String>,
+    /// Corpus id of each query.
+    pub queries: Vec<usize>,
+    /// Corpus ids that should be found for each query (never the query itself).
+    pub relevant: Vec<Vec<usize>>,
+}
+
+impl RetrievalSplit {
+    /// Builds the task from `(first, second, is_duplicate)` triples.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str, bool)>) -> Self {
+        use std::collections::HashMap;
+        let mut ids: HashMap<&'a str, usize> = HashMap::new();
+        let mut corpus: Vec<String> = Vec::new();
+        let mut id_of = |s: &'a str, corpus: &mut Vec<String>| {
+            *ids.entry(s).or_insert_with(|| {
+                corpus.push(s.to_string());
+                corpus.len() - 1
+            })
+        };
+        let mut query_slot: HashMap<usize, usize> = HashMap::new();
+        let (mut queries, mut relevant): (Vec<usize>, Vec<Vec<usize>>) = (Vec::new(), Vec::new());
+        for (a, b, dup) in pairs {
+            let (ia, ib) = (id_of(a, &mut corpus), id_of(b, &mut corpus));
+            if !dup || ia == ib {
+                continue;
+            }
+            let slot = *query_slot.entry(ia).or_insert_with(|| {
+                queries.push(ia);
+                relevant.push(Vec::new());
+                queries.len() - 1
+            });
+            if !relevant[slot].contains(&ib) {
+                relevant[slot].push(ib);
+            }
+        }
+        Self { corpus, queries, relevant }
+    }
+
+    /// Adds more sentences to the corpus as distractors (those already in it are skipped), e.g.
+    /// every question of a file when the queries come from its held-out part only.
+    pub fn add_to_corpus<'a>(&mut self, sentences: impl IntoIterator<Item = &'a str>) {
+        let mut seen: std::collections::HashSet<String> = self.corpus.iter().cloned().collect();
+        for s in sentences {
+            if !seen.contains(s) {
+                seen.insert(s.to_string());
+                self.corpus.push(s.to_string());
+            }
+        }
+    }
+
+    /// Scores rankings of the corpus by similarity: `scores(q)` gives query `q`'s similarity to
+    /// every corpus sentence. The query's own sentence is left out of its ranking. Queries are
+    /// ranked in parallel.
+    pub fn evaluate(&self, scores: impl Fn(usize) -> Vec<f32> + Sync) -> RetrievalMetrics {
+        use rayon::prelude::*;
+        let rankings: Vec<Vec<usize>> = self
+            .queries
+            .par_iter()
+            .enumerate()
+            .map(|(q, &own)| {
+                let s = scores(q);
+                assert_eq!(s.len(), self.corpus.len(), "one score per corpus sentence");
+                let mut top: Vec<usize> = (0..s.len()).filter(|&i| i != own).collect();
+                // Best first; ties broken by corpus order so results are reproducible.
+                top.sort_by(|&i, &j| s[j].total_cmp(&s[i]).then(i.cmp(&j)));
+                top.truncate(10);
+                top
+            })
+            .collect();
+        retrieval_metrics(&rankings, &self.relevant)
+    }
 }
 
 #[cfg(test)]
@@ -271,5 +378,53 @@ mod tests {
         assert!(close(m.recall_at_1, (0.0 + 0.5 + 0.0) / 3.0));
         assert!(close(m.recall_at_10, (1.0 + 0.5 + 0.0) / 3.0));
         assert!(close(m.mrr_at_10, (0.5 + 1.0 + 0.0) / 3.0));
+    }
+
+    #[test]
+    fn graded_metrics_by_hand() {
+        let m = graded_metrics(&[1.0, 2.0, 4.0], &[1.0, 3.0, 4.0]);
+        assert_eq!(m.n, 3);
+        assert!(close(m.mse, 1.0 / 3.0));
+        assert!(close(m.spearman, 1.0));
+        // Pearson of (1,2,4) and (1,3,4): means 7/3 and 8/3.
+        let (dx, dy) = ([-4.0 / 3.0, -1.0 / 3.0, 5.0 / 3.0], [-5.0 / 3.0, 1.0 / 3.0, 4.0 / 3.0]);
+        let sxy: f64 = dx.iter().zip(&dy).map(|(a, b)| a * b).sum();
+        let sxx: f64 = dx.iter().map(|a| a * a).sum();
+        let syy: f64 = dy.iter().map(|a| a * a).sum();
+        assert!(close(m.pearson, sxy / (sxx * syy).sqrt()));
+        // Ties in the gold scores share ranks.
+        let t = graded_metrics(&[0.1, 0.2, 0.3], &[2.0, 2.0, 5.0]);
+        assert!(close(t.spearman, spearman(&[0.1, 0.2, 0.3], &[2.0, 2.0, 5.0])));
+        assert!(close(t.spearman, 1.5 / (2.0f64 * 1.5).sqrt()));
+        assert!(close(to_gold_scale(0.5, (1.0, 5.0)), 3.0));
+        assert!(close(to_gold_scale(-0.3, (0.0, 5.0)), 0.0));
+        assert!(close(to_gold_scale(1.7, (0.0, 5.0)), 5.0));
+    }
+
+    #[test]
+    fn retrieval_split_from_pairs_by_hand() {
+        let pairs = [
+            ("q a", "q b", true),
+            ("q a", "q c", true),  // a second partner of the same query
+            ("q b", "q d", false), // impostor: no query
+            ("q e", "q e", true),  // a sentence paired with itself is not a query
+            ("q d", "q a", true),
+        ];
+        let mut split = RetrievalSplit::from_pairs(pairs);
+        assert_eq!(split.corpus, ["q a", "q b", "q c", "q d", "q e"]);
+        let mut bigger = split.clone();
+        bigger.add_to_corpus(["q c", "q f"]);
+        assert_eq!(bigger.corpus.len(), 6);
+        assert_eq!(bigger.queries, split.queries);
+        split.add_to_corpus(["q a"]);
+        assert_eq!(split.queries, [0, 3]);
+        assert_eq!(split.relevant, [vec![1, 2], vec![0]]);
+        // Query 0 ("q a") ranks itself first, then d, b, e, c; the query is left out, so b is at
+        // rank 2 and c at rank 4. Query 1 ("q d") ranks a first.
+        let m = split.evaluate(|q| if q == 0 { vec![1.0, 0.8, 0.2, 0.9, 0.5] } else { vec![0.9, 0.1, 0.1, 1.0, 0.0] });
+        assert_eq!(m.queries, 2);
+        assert!(close(m.recall_at_1, (0.0 + 1.0) / 2.0));
+        assert!(close(m.recall_at_10, 1.0));
+        assert!(close(m.mrr_at_10, (0.5 + 1.0) / 2.0));
     }
 }
