@@ -51,6 +51,16 @@ impl Energy {
         d.squeeze_dim(1)
     }
 
+    /// Row-wise similarity, `[B]`, higher = more alike: cosine for the Euclidean and cosine
+    /// energies (`1 − d²/2` is the cosine on unit vectors) and `exp(−‖a − b‖₁)` for Manhattan.
+    /// The tensor form of [`Energy::similarity_from_distance`], which regression losses train.
+    pub fn similarity(&self, a: Tensor<2>, b: Tensor<2>) -> Tensor<1> {
+        match self {
+            Energy::Euclidean => self.distance(a, b).powi_scalar(2).mul_scalar(-0.5).add_scalar(1.0),
+            Energy::Cosine | Energy::Manhattan => self.distance(a, b).neg().add_scalar(1.0),
+        }
+    }
+
     /// The same distance on host vectors, for scoring and search outside burn.
     pub fn distance_host(&self, a: &[f32], b: &[f32]) -> f32 {
         assert_eq!(a.len(), b.len(), "vectors of different sizes");
@@ -75,16 +85,6 @@ impl Energy {
             Energy::Cosine | Energy::Manhattan => 1.0 - d,
         }
     }
-}
-
-/// The contrastive loss of Hadsell, Chopra and LeCun: `Y·E² + (1−Y)·max(margin − E, 0)²`,
-/// averaged over the batch. Genuine pairs (`Y = 1`) are pulled together; impostors are pushed
-/// apart until they are `margin` away, and no further.
-pub fn contrastive_loss(distance: Tensor<1>, labels: Tensor<1>, margin: f32) -> Tensor<1> {
-    let genuine = labels.clone() * distance.clone().powi_scalar(2);
-    let gap = distance.neg().add_scalar(margin).clamp_min(0.0);
-    let impostor = labels.neg().add_scalar(1.0) * gap.powi_scalar(2);
-    (genuine + impostor).mean()
 }
 
 #[cfg(test)]
@@ -134,20 +134,14 @@ mod tests {
     }
 
     #[test]
-    fn contrastive_loss_matches_hand_computed_values() {
-        let d = Tensor::<1>::from_floats([0.5, 0.5, 1.5, 0.2], &dev());
-        let y = Tensor::<1>::from_floats([1.0, 0.0, 0.0, 1.0], &dev());
-        // margin 1: genuine 0.5 → 0.25; impostor inside margin 0.5 → (1−0.5)² = 0.25;
-        // impostor beyond margin 1.5 → 0; genuine 0.2 → 0.04. Mean = 0.54 / 4.
-        let loss = contrastive_loss(d, y, 1.0).into_scalar::<f32>();
-        assert!((loss - 0.54 / 4.0).abs() < 1e-6, "{loss}");
-        // Each case alone.
-        let one = |d: f32, y: f32, m: f32| {
-            contrastive_loss(Tensor::from_floats([d], &dev()), Tensor::from_floats([y], &dev()), m).into_scalar::<f32>()
-        };
-        assert!((one(0.3, 1.0, 0.5) - 0.09).abs() < 1e-6);
-        assert!((one(1.2, 1.0, 0.5) - 1.44).abs() < 1e-6, "genuine beyond margin still pulled");
-        assert!((one(0.3, 0.0, 0.5) - 0.04).abs() < 1e-6);
-        assert_eq!(one(0.7, 0.0, 0.5), 0.0);
+    fn tensor_similarity_is_similarity_from_distance() {
+        let (a, b) = ([0.6f32, 0.8], [1.0f32, 0.0]);
+        for e in [Energy::Euclidean, Energy::Cosine, Energy::Manhattan] {
+            let s = v(e.similarity(t2(&[a]), t2(&[b])))[0];
+            let want = e.similarity_from_distance(f64::from(e.distance_host(&a, &b)));
+            assert!((f64::from(s) - want).abs() < 1e-5, "{e:?}: {s} vs {want}");
+        }
+        // Unit vectors: the Euclidean similarity is their cosine, 0.6.
+        assert!((v(Energy::Euclidean.similarity(t2(&[a]), t2(&[b])))[0] - 0.6).abs() < 1e-5);
     }
 }

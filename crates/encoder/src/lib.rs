@@ -3,7 +3,8 @@
 //! Text becomes token ids (the `tokenize` crate), ids become word vectors (an embedding table,
 //! optionally initialised from GloVe), and a length-masked LSTM reads them into one vector per
 //! sentence. The Siamese network is ONE such encoder applied to both sentences of a pair
-//! ([`TwinEncoder`]); an [`Energy`] compares the two vectors, and [`contrastive_loss`] trains them.
+//! ([`TwinEncoder`]); an [`Energy`] compares the two vectors, and the [`loss`] functions
+//! (contrastive, online contrastive, in-batch negatives, regression) train them.
 //! A trained model lives in a [`ModelPackage`] directory; an [`Embedder`] turns a package into a
 //! fast batch encoder for search and scoring.
 //!
@@ -25,13 +26,15 @@ pub mod backend;
 pub mod embed;
 pub mod energy;
 pub mod glove;
+pub mod loss;
 pub mod lstm;
 pub mod model;
 pub mod package;
 
 pub use backend::Backend;
 pub use embed::Embedder;
-pub use energy::{contrastive_loss, Energy};
+pub use energy::Energy;
+pub use loss::{contrastive_loss, in_batch_negatives_loss, online_contrastive_loss, regression_loss};
 pub use glove::{Coverage, Glove};
 pub use lstm::{MaskedLstm, MaskedLstmConfig};
 pub use model::{l2_normalize, BatchTensors, EncoderConfig, Pooling, SentenceEncoder, TwinEncoder};

@@ -1,0 +1,188 @@
+//! Training objectives for the twin encoder.
+//!
+//! All of them take the two sides' vectors (or the distance between them) for one batch of pairs
+//! and return a scalar tensor to back-propagate. Labels are in `[0, 1]`: 0/1 for binary data, and
+//! graded scores scaled to `[0, 1]` (see `data::PairFormat::score_range`). They may be combined
+//! with weights; the trainer sums them.
+//!
+//! - [`contrastive_loss`]: Hadsell, Chopra and LeCun's loss over a distance, the seed objective.
+//! - [`online_contrastive_loss`]: the same, restricted to the batch's *hard* pairs.
+//! - [`in_batch_negatives_loss`]: multiple-negatives ranking; every other sentence in the batch is
+//!   a negative for a genuine pair, which is what nearest-neighbour retrieval needs.
+//! - [`regression_loss`]: MSE between a similarity and the graded label; with the Manhattan energy
+//!   this is MaLSTM's `MSE(exp(−‖a−b‖₁), (score−1)/4)` on SICK.
+
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+
+use crate::model::l2_normalize;
+
+/// Labels at or above this are genuine pairs for the losses that need a yes/no answer.
+pub const POSITIVE_FROM: f32 = 0.5;
+
+/// The contrastive loss of Hadsell, Chopra and LeCun: `Y·E² + (1−Y)·max(margin − E, 0)²`,
+/// averaged over the batch. Genuine pairs (`Y = 1`) are pulled together; impostors are pushed
+/// apart until they are `margin` away, and no further.
+pub fn contrastive_loss(distance: Tensor<1>, labels: Tensor<1>, margin: f32) -> Tensor<1> {
+    let genuine = labels.clone() * distance.clone().powi_scalar(2);
+    let gap = distance.neg().add_scalar(margin).clamp_min(0.0);
+    let impostor = labels.neg().add_scalar(1.0) * gap.powi_scalar(2);
+    (genuine + impostor).mean()
+}
+
+/// Which pairs of a batch are hard, as sentence-transformers' `OnlineContrastiveLoss` picks them:
+/// a genuine pair is hard when it is farther apart than the closest impostor, an impostor when it
+/// is closer than the farthest genuine pair. (With fewer than two pairs on the other side, the
+/// mean of the own side is the bar instead.)
+pub fn hard_pairs(distance: &[f32], labels: &[f32]) -> Vec<bool> {
+    let pos: Vec<f32> = distance.iter().zip(labels).filter(|(_, &y)| y >= POSITIVE_FROM).map(|(&d, _)| d).collect();
+    let neg: Vec<f32> = distance.iter().zip(labels).filter(|(_, &y)| y < POSITIVE_FROM).map(|(&d, _)| d).collect();
+    let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len().max(1) as f32;
+    let pos_bar = if neg.len() > 1 { neg.iter().copied().fold(f32::INFINITY, f32::min) } else { mean(&pos) };
+    let neg_bar = if pos.len() > 1 { pos.iter().copied().fold(f32::NEG_INFINITY, f32::max) } else { mean(&neg) };
+    distance.iter().zip(labels).map(|(&d, &y)| if y >= POSITIVE_FROM { d > pos_bar } else { d < neg_bar }).collect()
+}
+
+/// The contrastive loss over the batch's hard pairs only ([`hard_pairs`]), divided by the batch
+/// size (so its scale matches [`contrastive_loss`]). Easy pairs, which the plain loss keeps
+/// averaging in, contribute nothing; the gradient goes where the ranking is wrong. Labels are
+/// treated as 0/1 (genuine from [`POSITIVE_FROM`]).
+pub fn online_contrastive_loss(distance: Tensor<1>, labels: &[f32], margin: f32) -> Tensor<1> {
+    let device = distance.device();
+    let n = labels.len();
+    let host: Vec<f32> = distance.clone().into_data().convert::<f32>().try_into_vec::<f32>().expect("distances converted to f32");
+    let hard = hard_pairs(&host, labels);
+    let y: Vec<f32> = labels.iter().map(|&l| if l >= POSITIVE_FROM { 1.0 } else { 0.0 }).collect();
+    let w: Vec<f32> = hard.iter().map(|&h| if h { 1.0 } else { 0.0 }).collect();
+    let y = Tensor::<1>::from_data(TensorData::new(y, [n]), &device);
+    let w = Tensor::<1>::from_data(TensorData::new(w, [n]), &device);
+    let genuine = y.clone() * distance.clone().powi_scalar(2);
+    let impostor = y.neg().add_scalar(1.0) * distance.neg().add_scalar(margin).clamp_min(0.0).powi_scalar(2);
+    ((genuine + impostor) * w).sum().div_scalar(n.max(1) as f32)
+}
+
+/// Multiple-negatives ranking loss ("in-batch negatives"). For every genuine pair `(aᵢ, bᵢ)` of
+/// the batch, `aᵢ` must pick `bᵢ` out of all the batch's second sentences `b₀ … b_{n−1}` by
+/// cosine similarity times `scale` (softmax cross-entropy). Impostor pairs are not anchors, but
+/// their second sentences still serve as negatives. `None` when the batch has no genuine pair.
+pub fn in_batch_negatives_loss(a: Tensor<2>, b: Tensor<2>, labels: &[f32], scale: f32) -> Option<Tensor<1>> {
+    let device = a.device();
+    let [n, _] = b.dims();
+    let anchors: Vec<i64> = (0..labels.len()).filter(|&i| labels[i] >= POSITIVE_FROM).map(|i| i as i64).collect();
+    if anchors.is_empty() {
+        return None;
+    }
+    let p = anchors.len();
+    let mut target = vec![0f32; p * n];
+    for (k, &i) in anchors.iter().enumerate() {
+        target[k * n + i as usize] = 1.0;
+    }
+    let idx = Tensor::<1, Int>::from_data(TensorData::new(anchors, [p]), &device);
+    let a = l2_normalize(a.select(0, idx));
+    let b = l2_normalize(b);
+    let logits = a.matmul(b.transpose()).mul_scalar(scale); // [p, n]
+    let target = Tensor::<2>::from_data(TensorData::new(target, [p, n]), &device);
+    Some((log_softmax(logits, 1) * target).sum().neg().div_scalar(p as f32))
+}
+
+/// Mean squared error between a predicted similarity and the label in `[0, 1]`. With
+/// `Energy::Manhattan.similarity` (`exp(−‖a−b‖₁)`) this is MaLSTM's regression loss.
+pub fn regression_loss(similarity: Tensor<1>, target: Tensor<1>) -> Tensor<1> {
+    (similarity - target).powi_scalar(2).mean()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev() -> Device {
+        Device::flex()
+    }
+
+    fn t1(v: &[f32]) -> Tensor<1> {
+        Tensor::from_data(TensorData::new(v.to_vec(), [v.len()]), &dev())
+    }
+
+    fn t2(rows: &[&[f32]]) -> Tensor<2> {
+        let d = rows[0].len();
+        let flat: Vec<f32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
+        Tensor::from_data(TensorData::new(flat, [rows.len(), d]), &dev())
+    }
+
+    fn scalar(t: Tensor<1>) -> f32 {
+        t.into_scalar::<f32>()
+    }
+
+    #[test]
+    fn contrastive_loss_matches_hand_computed_values() {
+        // margin 1: genuine 0.5 → 0.25; impostor inside margin 0.5 → (1−0.5)² = 0.25;
+        // impostor beyond margin 1.5 → 0; genuine 0.2 → 0.04. Mean = 0.54 / 4.
+        let loss = scalar(contrastive_loss(t1(&[0.5, 0.5, 1.5, 0.2]), t1(&[1.0, 0.0, 0.0, 1.0]), 1.0));
+        assert!((loss - 0.54 / 4.0).abs() < 1e-6, "{loss}");
+        let one = |d: f32, y: f32, m: f32| scalar(contrastive_loss(t1(&[d]), t1(&[y]), m));
+        assert!((one(0.3, 1.0, 0.5) - 0.09).abs() < 1e-6);
+        assert!((one(1.2, 1.0, 0.5) - 1.44).abs() < 1e-6, "genuine beyond margin still pulled");
+        assert!((one(0.3, 0.0, 0.5) - 0.04).abs() < 1e-6);
+        assert_eq!(one(0.7, 0.0, 0.5), 0.0);
+    }
+
+    #[test]
+    fn online_contrastive_keeps_only_hard_pairs() {
+        // Genuine at 0.2, 0.9; impostors at 0.5, 1.4. Closest impostor 0.5: genuine 0.9 is hard.
+        // Farthest genuine 0.9: impostor 0.5 is hard. 0.2 and 1.4 are easy.
+        let d = [0.2, 0.9, 0.5, 1.4];
+        let y = [1.0, 1.0, 0.0, 0.0];
+        assert_eq!(hard_pairs(&d, &y), [false, true, true, false]);
+        // Loss with margin 1: 0.9² + (1 − 0.5)² = 0.81 + 0.25, over 4 pairs.
+        let loss = scalar(online_contrastive_loss(t1(&d), &y, 1.0));
+        assert!((loss - 1.06 / 4.0).abs() < 1e-6, "{loss}");
+        // A perfectly separated batch has no hard pair and no loss.
+        assert_eq!(scalar(online_contrastive_loss(t1(&[0.1, 0.2, 0.8, 0.9]), &[1.0, 1.0, 0.0, 0.0], 1.0)), 0.0);
+        // One genuine pair only: the bar for impostors is their own mean (0.6), so 0.4 is hard.
+        assert_eq!(hard_pairs(&[0.1, 0.4, 0.8], &[1.0, 0.0, 0.0]), [false, true, false]);
+    }
+
+    #[test]
+    fn in_batch_negatives_by_hand() {
+        // Unit vectors: a0 = b0 = e1, a1 = e2, b1 = e1 (impostor pair), a2 = b2 = e2.
+        let a = t2(&[&[1.0, 0.0], &[0.0, 1.0], &[0.0, 1.0]]);
+        let b = t2(&[&[1.0, 0.0], &[1.0, 0.0], &[0.0, 1.0]]);
+        let y = [1.0, 0.0, 1.0];
+        let s = 2.0f32;
+        let loss = scalar(in_batch_negatives_loss(a, b, &y, s).unwrap());
+        // Anchor 0: logits (s·1, s·1, s·0), target 0 → −log(eˢ / (2eˢ + 1)).
+        // Anchor 2: logits (0, 0, s), target 2 → −log(eˢ / (eˢ + 2)).
+        let e = s.exp();
+        let expected = (-(e / (2.0 * e + 1.0)).ln() - (e / (e + 2.0)).ln()) / 2.0;
+        assert!((loss - expected).abs() < 1e-5, "{loss} vs {expected}");
+        // No genuine pair: nothing to rank.
+        assert!(in_batch_negatives_loss(t2(&[&[1.0, 0.0]]), t2(&[&[0.0, 1.0]]), &[0.0], s).is_none());
+    }
+
+    #[test]
+    fn regression_loss_is_malstm_mse_with_manhattan_similarity() {
+        use crate::Energy;
+        // ‖(0,0) − (1,1)‖₁ = 2 → exp(−2); ‖(1,0) − (1,0)‖₁ = 0 → 1. Gold SICK scores 3 and 5.
+        let a = t2(&[&[0.0, 0.0], &[1.0, 0.0]]);
+        let b = t2(&[&[1.0, 1.0], &[1.0, 0.0]]);
+        let target = t1(&[(3.0 - 1.0) / 4.0, (5.0 - 1.0) / 4.0]);
+        let loss = scalar(regression_loss(Energy::Manhattan.similarity(a, b), target));
+        let expected = ((-2f32).exp() - 0.5).powi(2) / 2.0;
+        assert!((loss - expected).abs() < 1e-6, "{loss} vs {expected}");
+    }
+
+    #[test]
+    fn every_loss_decreases_when_the_vectors_move_the_right_way() {
+        // Moving a genuine pair's vectors together and an impostor's apart lowers every loss.
+        let y = [1.0, 0.0];
+        let far = (t2(&[&[1.0, 0.0], &[1.0, 0.0]]), t2(&[&[0.6, 0.8], &[0.8, 0.6]]));
+        let near = (t2(&[&[1.0, 0.0], &[1.0, 0.0]]), t2(&[&[0.99, 0.141], &[0.0, 1.0]]));
+        let e = crate::Energy::Euclidean;
+        let c = |(a, b): (Tensor<2>, Tensor<2>)| scalar(contrastive_loss(e.distance(a, b), t1(&y), 1.5));
+        assert!(c(near.clone()) < c(far.clone()));
+        let m = |(a, b): (Tensor<2>, Tensor<2>)| scalar(in_batch_negatives_loss(a, b, &y, 20.0).unwrap());
+        assert!(m(near.clone()) < m(far.clone()));
+        let r = |(a, b): (Tensor<2>, Tensor<2>)| scalar(regression_loss(e.similarity(a, b), t1(&y)));
+        assert!(r(near) < r(far));
+    }
+}
