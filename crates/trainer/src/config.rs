@@ -55,6 +55,63 @@ pub struct DataConfig {
     /// Skip malformed rows with a warning instead of stopping.
     #[serde(default)]
     pub skip_bad_rows: bool,
+    /// SICK: the `SemEval_set` of the training rows (e.g. `TRAIN`).
+    #[serde(default)]
+    pub subset: Option<String>,
+    /// Layout of `valid`, when it differs from `format`.
+    #[serde(default)]
+    pub valid_format: Option<PairFormat>,
+    /// SICK: the `SemEval_set` of the validation rows (e.g. `TRIAL`).
+    #[serde(default)]
+    pub valid_subset: Option<String>,
+    /// Range of a graded CSV's label column (e.g. `[0.0, 5.0]`); other formats know their own.
+    #[serde(default)]
+    pub score_range: Option<(f32, f32)>,
+    /// Also train on every pair the other way round, `(b, a)`.
+    #[serde(default)]
+    pub symmetric: bool,
+    /// More training files, e.g. all graded sets for pre-training. Any of their pairs that is
+    /// also a validation pair (either order) is dropped.
+    #[serde(default)]
+    pub extra: Vec<SourceConfig>,
+    /// Files whose pairs must never be trained on (e.g. the STS-B dev split, whose pairs also
+    /// appear in the SemEval STS sets): matching pairs of the `extra` files are dropped.
+    #[serde(default)]
+    pub exclude: Vec<SourceConfig>,
+}
+
+/// One more file of training pairs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// File layout.
+    pub format: PairFormat,
+    /// The file, relative to the data directory.
+    pub path: PathBuf,
+    /// SICK: the `SemEval_set` to keep.
+    #[serde(default)]
+    pub subset: Option<String>,
+}
+
+impl DataConfig {
+    /// Layout of the validation pairs.
+    pub fn valid_format(&self) -> PairFormat {
+        self.valid_format.unwrap_or(self.format)
+    }
+
+    /// The label range of `format` in this config (a CSV may be graded through `score_range`).
+    pub fn range_of(&self, format: PairFormat) -> (f32, f32) {
+        match (format, self.score_range) {
+            (PairFormat::Csv, Some(r)) => r,
+            _ => format.score_range(),
+        }
+    }
+
+    /// Whether validation is on graded scores (correlations) rather than 0/1 labels.
+    pub fn graded(&self) -> bool {
+        let (lo, hi) = self.range_of(self.valid_format());
+        (lo, hi) != (0.0, 1.0)
+    }
 }
 
 fn default_valid_size() -> usize {
@@ -87,6 +144,11 @@ pub struct ModelConfig {
     pub freeze_embeddings: bool,
     /// Compare sentence vectors with this energy.
     pub energy: Energy,
+    /// Scale sentence vectors to unit length (MaLSTM's Manhattan energy works on raw states).
+    pub normalize: bool,
+    /// Start from this model package (its vocabulary, shape and weights) instead of a fresh
+    /// encoder: fine-tuning after pre-training. Relative to the working directory.
+    pub init: Option<PathBuf>,
     /// Seed of the weight initialisation.
     pub seed: u64,
 }
@@ -103,6 +165,8 @@ impl Default for ModelConfig {
             glove_limit: None,
             freeze_embeddings: false,
             energy: Energy::Euclidean,
+            normalize: true,
+            init: None,
             seed: 42,
         }
     }
@@ -117,6 +181,62 @@ pub enum SelectMetric {
     /// Average precision (threshold-free, steadier).
     #[default]
     Ap,
+    /// Retrieval MRR@10 over the validation questions (binary data).
+    Mrr,
+    /// Pearson correlation with the gold scores (graded data).
+    Pearson,
+    /// Spearman correlation with the gold scores (graded data).
+    Spearman,
+}
+
+impl SelectMetric {
+    /// Whether this metric needs graded validation data.
+    pub fn is_graded(&self) -> bool {
+        matches!(self, SelectMetric::Pearson | SelectMetric::Spearman)
+    }
+}
+
+/// A training objective (see `encoder::loss`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossKind {
+    /// `Y·E² + (1−Y)·max(margin − E, 0)²` over every pair.
+    Contrastive,
+    /// The contrastive loss over the batch's hard pairs only.
+    OnlineContrastive,
+    /// Multiple-negatives ranking: every other sentence of the batch is a negative.
+    InBatchNegatives,
+    /// MSE between the energy's similarity and the label scaled to `[0, 1]` (MaLSTM with the
+    /// Manhattan energy).
+    Regression,
+}
+
+/// One term of the training objective.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LossSpec {
+    /// Which loss.
+    pub kind: LossKind,
+    /// Its weight in the sum.
+    #[serde(default = "one")]
+    pub weight: f32,
+    /// Similarity scale of `in_batch_negatives` (sentence-transformers uses 20).
+    #[serde(default = "twenty")]
+    pub scale: f32,
+}
+
+fn one() -> f32 {
+    1.0
+}
+fn twenty() -> f32 {
+    20.0
+}
+
+impl LossSpec {
+    /// `kind` with weight 1 and scale 20.
+    pub fn new(kind: LossKind) -> Self {
+        Self { kind, weight: 1.0, scale: 20.0 }
+    }
 }
 
 /// Optimisation settings.
@@ -144,6 +264,8 @@ pub struct TrainOptions {
     pub bucket_batches: usize,
     /// Compute backend.
     pub backend: Backend,
+    /// The objective: a weighted sum of these losses (`[[train.loss]]` tables).
+    pub loss: Vec<LossSpec>,
 }
 
 impl Default for TrainOptions {
@@ -159,6 +281,7 @@ impl Default for TrainOptions {
             grad_clip: 5.0,
             bucket_batches: 50,
             backend: Backend::Ndarray,
+            loss: vec![LossSpec::new(LossKind::Contrastive)],
         }
     }
 }
@@ -190,6 +313,23 @@ impl TrainConfig {
         }
         if self.model.d_hidden == 0 || self.model.d_embed == 0 {
             return Err("model.d_hidden and model.d_embed must be at least 1".into());
+        }
+        if t.loss.is_empty() {
+            return Err("train.loss needs at least one [[train.loss]] entry".into());
+        }
+        for l in &t.loss {
+            if !(l.weight > 0.0 && l.weight.is_finite() && l.scale > 0.0 && l.scale.is_finite()) {
+                return Err(format!("train.loss {:?}: weight and scale must be positive", l.kind));
+            }
+        }
+        if t.select.is_graded() != self.data.graded() {
+            let kind = if self.data.graded() { "graded (use pearson or spearman)" } else { "binary (use accuracy, ap or mrr)" };
+            return Err(format!("train.select = {:?} does not fit the validation data, which is {kind}", t.select));
+        }
+        if let Some((lo, hi)) = self.data.score_range {
+            if !(hi > lo) {
+                return Err("data.score_range must be [low, high] with low < high".into());
+            }
         }
         if self.data.valid.is_none() && self.data.valid_size == 0 {
             return Err("either data.valid or a non-zero data.valid_size is needed for validation".into());
@@ -233,6 +373,27 @@ mod tests {
         assert!(cfg.check().is_ok());
         let err = toml::from_str::<TrainConfig>("[data]\nformat = \"csv\"\ntrain = \"p\"\n[train]\nepochz = 3\n");
         assert!(err.unwrap_err().to_string().contains("epochz"));
+    }
+
+    #[test]
+    fn losses_and_graded_selection_parse_and_are_checked() {
+        let text = "[data]\nformat = \"sick\"\ntrain = \"SICK.txt\"\nsubset = \"TRAIN\"\nvalid = \"SICK.txt\"\nvalid_subset = \"TRIAL\"\n\
+                    [[data.extra]]\nformat = \"stsb\"\npath = \"sts-train.csv\"\n\
+                    [train]\nselect = \"pearson\"\n[[train.loss]]\nkind = \"regression\"\n[[train.loss]]\nkind = \"in_batch_negatives\"\nweight = 0.5\n";
+        let cfg: TrainConfig = toml::from_str(text).unwrap();
+        assert!(cfg.data.graded());
+        assert_eq!(cfg.data.extra[0].format, PairFormat::Stsb);
+        assert_eq!(cfg.train.loss, vec![LossSpec::new(LossKind::Regression), LossSpec { weight: 0.5, ..LossSpec::new(LossKind::InBatchNegatives) }]);
+        assert!(cfg.check().is_ok(), "{:?}", cfg.check());
+        // Accuracy cannot pick epochs on graded SICK scores, nor Pearson on 0/1 labels.
+        let mut wrong = cfg.clone();
+        wrong.train.select = SelectMetric::Accuracy;
+        assert!(wrong.check().unwrap_err().contains("graded"));
+        let binary: TrainConfig = toml::from_str("[data]\nformat = \"qqp\"\ntrain = \"d.tsv\"\n[train]\nselect = \"spearman\"\n").unwrap();
+        assert!(binary.check().unwrap_err().contains("binary"));
+        // A CSV becomes graded once it has a score range.
+        let csv: TrainConfig = toml::from_str("[data]\nformat = \"csv\"\ntrain = \"p.csv\"\nscore_range = [0.0, 5.0]\n[train]\nselect = \"spearman\"\n").unwrap();
+        assert!(csv.check().is_ok());
     }
 
     #[test]

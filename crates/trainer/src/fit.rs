@@ -7,11 +7,19 @@ use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::prelude::*;
-use data::metrics::{best_accuracy_threshold, binary_metrics, BinaryMetrics};
-use data::{load_pairs, split_train_valid, LoadOptions, Pair};
+use burn::nn::DropoutConfig;
+use data::metrics::{
+    best_accuracy_threshold, binary_metrics, graded_metrics, to_gold_scale, BinaryMetrics, GradedMetrics, RetrievalMetrics,
+    RetrievalSplit,
+};
+use data::{load_pairs, split_train_valid, LoadOptions, Pair, PairFormat};
 use encoder::embed::embed_texts;
+use encoder::loss::POSITIVE_FROM;
 use encoder::package::{PackageConfig, FORMAT_VERSION};
-use encoder::{contrastive_loss, BatchTensors, Coverage, Energy, EncoderConfig, Glove, ModelPackage, SentenceEncoder, TwinEncoder};
+use encoder::{
+    contrastive_loss, in_batch_negatives_loss, online_contrastive_loss, regression_loss, BatchTensors, Coverage, Energy,
+    EncoderConfig, Glove, ModelPackage, SentenceEncoder, TwinEncoder,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -19,7 +27,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use tokenize::{Batch, WordTokenizer};
 
-use crate::config::{DataDirs, SelectMetric, TrainConfig};
+use crate::config::{DataDirs, LossKind, SelectMetric, TrainConfig};
 use crate::{Result, TrainError};
 
 /// Run-time knobs that are not part of the reproducible config.
@@ -38,7 +46,8 @@ pub struct EpochMetrics {
     pub epoch: usize,
     /// Mean training loss over the epoch.
     pub train_loss: f64,
-    /// Contrastive loss on the validation pairs.
+    /// Loss on the validation pairs: contrastive for binary data, the regression MSE (labels
+    /// scaled to `[0, 1]`) for graded data.
     pub valid_loss: f64,
     /// Accuracy at this epoch's best distance threshold.
     pub accuracy: f64,
@@ -52,6 +61,12 @@ pub struct EpochMetrics {
     pub average_precision: f64,
     /// Pairs at or below this distance are called duplicates.
     pub threshold: f64,
+    /// Pearson, Spearman and MSE against the gold scores (graded validation data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graded: Option<GradedMetrics>,
+    /// Retrieval over the validation sentences (binary validation data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrieval: Option<RetrievalMetrics>,
     /// Training throughput.
     pub pairs_per_sec: f64,
     /// Share of the padded id matrices that was padding.
@@ -89,13 +104,50 @@ pub struct TrainReport {
     pub output: PathBuf,
 }
 
-fn load(path: &Path, cfg: &TrainConfig) -> Result<Vec<Pair>> {
-    let loaded = load_pairs(path, cfg.data.format, LoadOptions { skip_bad: cfg.data.skip_bad_rows, ..Default::default() })?;
-    for bad in &loaded.skipped {
+/// Warns about skipped rows: the first few with their line, then one count per reason, so that a
+/// file with thousands of unscored rows (SemEval 2015/2016 distractors) does not flood the terminal.
+fn report_skipped(path: &Path, skipped: &[data::BadRow]) {
+    const SHOWN: usize = 3;
+    for bad in skipped.iter().take(SHOWN) {
         eprintln!("warning: {}:{}: skipped: {}", path.display(), bad.line, bad.reason);
     }
-    data::load::check_binary(path, &loaded.pairs)?;
-    Ok(loaded.pairs)
+    if skipped.len() > SHOWN {
+        let mut counts: Vec<(&str, usize)> = Vec::new();
+        for bad in &skipped[SHOWN..] {
+            match counts.iter_mut().find(|(r, _)| *r == bad.reason) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((&bad.reason, 1)),
+            }
+        }
+        for (reason, n) in counts {
+            eprintln!("warning: {}: {n} more rows skipped: {reason}", path.display());
+        }
+    }
+}
+
+/// Loads one file of pairs and scales its labels to `[0, 1]` by the format's score range.
+/// Binary files must hold 0/1 labels; graded labels outside their range are errors.
+pub fn load_scaled(path: &Path, format: PairFormat, subset: Option<&str>, range: (f32, f32), skip_bad: bool) -> Result<Vec<Pair>> {
+    let opts = LoadOptions { skip_bad, subset: subset.map(str::to_string) };
+    let loaded = load_pairs(path, format, opts)?;
+    report_skipped(path, &loaded.skipped);
+    let mut pairs = loaded.pairs;
+    if range == (0.0, 1.0) {
+        data::load::check_binary(path, &pairs)?;
+        return Ok(pairs);
+    }
+    let (lo, hi) = range;
+    for p in &mut pairs {
+        if !(lo..=hi).contains(&p.label) {
+            return Err(TrainError::Data(data::DataError::Row {
+                path: path.to_path_buf(),
+                line: p.line,
+                reason: format!("score {} outside the range [{lo}, {hi}]", p.label),
+            }));
+        }
+        p.label = (p.label - lo) / (hi - lo);
+    }
+    Ok(pairs)
 }
 
 /// Length-bucketed batches: shuffle, then sort by length within windows of `window` batches,
@@ -129,8 +181,10 @@ pub fn pair_distances(
     Ok((0..pairs.len()).map(|i| energy.distance_host(&vecs[2 * i * d..(2 * i + 1) * d], &vecs[(2 * i + 1) * d..(2 * i + 2) * d])).collect())
 }
 
-fn validation(distances: &[f32], pairs: &[Pair], margin: f32) -> (BinaryMetrics, f64) {
-    let labels: Vec<bool> = pairs.iter().map(|p| p.label == 1.0).collect();
+/// Binary metrics (graded labels count as genuine from [`POSITIVE_FROM`]) and the validation
+/// loss: the regression MSE on `[0, 1]` for graded data, the contrastive loss otherwise.
+fn validation(distances: &[f32], pairs: &[Pair], margin: f32, graded: Option<Energy>) -> (BinaryMetrics, f64) {
+    let labels: Vec<bool> = pairs.iter().map(|p| p.label >= POSITIVE_FROM).collect();
     let scores: Vec<f32> = distances.iter().map(|d| -d).collect();
     let t = best_accuracy_threshold(&scores, &labels);
     let mut m = binary_metrics(&scores, &labels, t);
@@ -141,11 +195,75 @@ fn validation(distances: &[f32], pairs: &[Pair], margin: f32) -> (BinaryMetrics,
         .map(|(&d, p)| {
             let d = f64::from(d);
             let y = f64::from(p.label);
-            y * d * d + (1.0 - y) * (f64::from(margin) - d).max(0.0).powi(2)
+            match graded {
+                Some(energy) => (energy.similarity_from_distance(d) - y).powi(2),
+                None => y * d * d + (1.0 - y) * (f64::from(margin) - d).max(0.0).powi(2),
+            }
         })
         .sum::<f64>()
         / pairs.len().max(1) as f64;
     (m, loss)
+}
+
+/// The configured sum of weighted losses for one batch; `None` when no term applies (e.g. only
+/// in-batch negatives and no genuine pair in the batch).
+fn objective(cfg: &TrainConfig, a: Tensor<2>, b: Tensor<2>, labels: &[f32], device: &Device) -> Option<Tensor<1>> {
+    let energy = cfg.model.energy;
+    let margin = cfg.train.margin;
+    let label_tensor = || Tensor::<1>::from_data(TensorData::new(labels.to_vec(), [labels.len()]), device);
+    let mut total: Option<Tensor<1>> = None;
+    for spec in &cfg.train.loss {
+        let term = match spec.kind {
+            LossKind::Contrastive => contrastive_loss(energy.distance(a.clone(), b.clone()), label_tensor(), margin),
+            LossKind::OnlineContrastive => online_contrastive_loss(energy.distance(a.clone(), b.clone()), labels, margin),
+            LossKind::InBatchNegatives => match in_batch_negatives_loss(a.clone(), b.clone(), labels, spec.scale) {
+                Some(l) => l,
+                None => continue,
+            },
+            LossKind::Regression => regression_loss(energy.similarity(a.clone(), b.clone()), label_tensor()),
+        };
+        let term = if spec.weight == 1.0 { term } else { term.mul_scalar(spec.weight) };
+        total = Some(match total {
+            Some(t) => t + term,
+            None => term,
+        });
+    }
+    total
+}
+
+/// Correlations of the predicted similarity with the gold scores; labels are in `[0, 1]` and
+/// mapped back onto the gold `range` for the MSE.
+pub fn graded_on(distances: &[f32], pairs: &[Pair], energy: Energy, range: (f32, f32)) -> GradedMetrics {
+    let range = (f64::from(range.0), f64::from(range.1));
+    let predicted: Vec<f64> =
+        distances.iter().map(|&d| to_gold_scale(energy.similarity_from_distance(f64::from(d)), range)).collect();
+    let gold: Vec<f64> = pairs.iter().map(|p| range.0 + f64::from(p.label) * (range.1 - range.0)).collect();
+    graded_metrics(&predicted, &gold)
+}
+
+/// Retrieval quality on `pairs` as sentence-transformers measures it on Quora: every distinct
+/// sentence (plus `extra_corpus`) is a corpus entry, every duplicate pair's first sentence a
+/// query that must find its partner.
+pub fn retrieval_on(
+    encoder: &SentenceEncoder,
+    tokenizer: &WordTokenizer,
+    pairs: &[Pair],
+    energy: Energy,
+    device: &Device,
+    extra_corpus: Option<&[&str]>,
+) -> Result<RetrievalMetrics> {
+    let mut split = RetrievalSplit::from_pairs(pairs.iter().map(|p| (p.a.as_str(), p.b.as_str(), p.label >= POSITIVE_FROM)));
+    if let Some(extra) = extra_corpus {
+        split.add_to_corpus(extra.iter().copied());
+    }
+    let texts: Vec<&str> = split.corpus.iter().map(String::as_str).collect();
+    let vecs = embed_texts(encoder, tokenizer, &texts, device, 256, |_| {})?;
+    let d = encoder.d_output();
+    let n = texts.len();
+    Ok(split.evaluate(|q| {
+        let qv = &vecs[split.queries[q] * d..(split.queries[q] + 1) * d];
+        (0..n).map(|i| -energy.distance_host(qv, &vecs[i * d..(i + 1) * d])).collect()
+    }))
 }
 
 fn progress_bar(show: bool, len: u64, prefix: String) -> ProgressBar {
@@ -165,50 +283,102 @@ fn progress_bar(show: bool, len: u64, prefix: String) -> ProgressBar {
 /// Trains a model as `cfg` says and writes its package. Returns the validation report.
 pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<TrainReport> {
     cfg.check().map_err(TrainError::Training)?;
-    let train_path = DataDirs::resolve(&dirs.data, &cfg.data.train);
-    let all = load(&train_path, cfg)?;
-    let (mut train_pairs, valid_pairs) = match &cfg.data.valid {
-        Some(v) => (all, load(&DataDirs::resolve(&dirs.data, v), cfg)?),
+    let d = &cfg.data;
+    let train_path = DataDirs::resolve(&dirs.data, &d.train);
+    let all = load_scaled(&train_path, d.format, d.subset.as_deref(), d.range_of(d.format), d.skip_bad_rows)?;
+    let (mut train_pairs, valid_pairs) = match &d.valid {
+        Some(v) => {
+            let vf = d.valid_format();
+            (all, load_scaled(&DataDirs::resolve(&dirs.data, v), vf, d.valid_subset.as_deref(), d.range_of(vf), d.skip_bad_rows)?)
+        }
         None => {
-            if all.len() <= cfg.data.valid_size {
+            if all.len() <= d.valid_size {
                 return Err(TrainError::Training(format!(
                     "{}: {} pairs cannot give {} validation pairs and still train",
                     train_path.display(),
                     all.len(),
-                    cfg.data.valid_size
+                    d.valid_size
                 )));
             }
-            split_train_valid(all, cfg.data.valid_size, cfg.data.split_seed)
+            split_train_valid(all, d.valid_size, d.split_seed)
         }
     };
-    if let Some(n) = cfg.data.train_size {
+    if let Some(n) = d.train_size {
         train_pairs.truncate(n);
     }
+    if !d.extra.is_empty() {
+        // Extra sources may contain evaluation pairs (SemEval STS holds STS-B dev): drop them.
+        let key = |p: &Pair| if p.a <= p.b { (p.a.clone(), p.b.clone()) } else { (p.b.clone(), p.a.clone()) };
+        let mut banned: std::collections::HashSet<(String, String)> = valid_pairs.iter().map(key).collect();
+        for src in &d.exclude {
+            let path = DataDirs::resolve(&dirs.data, &src.path);
+            let pairs = load_pairs(&path, src.format, LoadOptions { skip_bad: true, subset: src.subset.clone() })?;
+            banned.extend(pairs.pairs.iter().map(key));
+        }
+        for src in &d.extra {
+            let path = DataDirs::resolve(&dirs.data, &src.path);
+            let more = load_scaled(&path, src.format, src.subset.as_deref(), d.range_of(src.format), d.skip_bad_rows)?;
+            let before = more.len();
+            let kept: Vec<Pair> = more.into_iter().filter(|p| !banned.contains(&key(p))).collect();
+            eprintln!(
+                "{}: {} more training pairs{}",
+                path.display(),
+                kept.len(),
+                if kept.len() < before { format!(" ({} held-out pairs dropped)", before - kept.len()) } else { String::new() }
+            );
+            train_pairs.extend(kept);
+        }
+    }
+    if d.symmetric {
+        let swapped: Vec<Pair> = train_pairs.iter().map(|p| Pair { a: p.b.clone(), b: p.a.clone(), ..p.clone() }).collect();
+        train_pairs.extend(swapped);
+    }
+    let graded = d.graded();
+    let range = d.range_of(d.valid_format());
 
-    // Vocabulary and embeddings.
-    let glove = match &cfg.model.glove {
-        Some(g) => Some(Glove::load(&DataDirs::resolve(&dirs.embeddings, g), cfg.model.glove_limit)?),
-        None => None,
-    };
-    let seeds: &[String] = glove.as_ref().map(|g| g.words.as_slice()).unwrap_or(&[]);
-    let tokenizer =
-        WordTokenizer::build(train_pairs.iter().flat_map(|p| [p.a.as_str(), p.b.as_str()]), &cfg.tokenizer, seeds)?;
-    let d_embed = glove.as_ref().map(|g| g.dim).unwrap_or(cfg.model.d_embed);
-    let enc_cfg = EncoderConfig::new(tokenizer.vocab_size())
-        .with_d_embed(d_embed)
-        .with_d_hidden(cfg.model.d_hidden)
-        .with_bidirectional(cfg.model.bidirectional)
-        .with_pooling(cfg.model.pooling)
-        .with_dropout(cfg.model.dropout)
-        .with_seed(cfg.model.seed);
     let device = cfg.train.backend.try_device().map_err(TrainError::Training)?.autodiff();
     device.seed(cfg.train.seed);
-    let (encoder, coverage) = match &glove {
-        Some(g) => {
-            let (table, cov) = g.embedding_table(&tokenizer, cfg.model.seed);
-            (enc_cfg.init_with_embeddings(table, &device), Some(cov))
+    let (tokenizer, enc_cfg, encoder, coverage) = match &cfg.model.init {
+        Some(dir) => {
+            // Fine-tuning: vocabulary, shape and weights come from the package.
+            let pkg = ModelPackage::load(dir, &device)?;
+            let mut tokenizer = pkg.tokenizer;
+            tokenizer.set_max_len(cfg.tokenizer.max_len)?;
+            let enc_cfg = pkg.config.encoder.with_dropout(cfg.model.dropout);
+            let mut encoder = pkg.encoder;
+            encoder.dropout = DropoutConfig::new(cfg.model.dropout).init();
+            eprintln!("starting from {} (vocabulary {}, {} hidden)", dir.display(), tokenizer.vocab_size(), enc_cfg.d_hidden);
+            (tokenizer, enc_cfg, encoder, None)
         }
-        None => (enc_cfg.init(&device), None),
+        None => {
+            let glove = match &cfg.model.glove {
+                Some(g) => Some(Glove::load(&DataDirs::resolve(&dirs.embeddings, g), cfg.model.glove_limit)?),
+                None => None,
+            };
+            let seeds: &[String] = glove.as_ref().map(|g| g.words.as_slice()).unwrap_or(&[]);
+            let tokenizer = WordTokenizer::build(
+                train_pairs.iter().flat_map(|p| [p.a.as_str(), p.b.as_str()]),
+                &cfg.tokenizer,
+                seeds,
+            )?;
+            let d_embed = glove.as_ref().map(|g| g.dim).unwrap_or(cfg.model.d_embed);
+            let enc_cfg = EncoderConfig::new(tokenizer.vocab_size())
+                .with_d_embed(d_embed)
+                .with_d_hidden(cfg.model.d_hidden)
+                .with_bidirectional(cfg.model.bidirectional)
+                .with_pooling(cfg.model.pooling)
+                .with_dropout(cfg.model.dropout)
+                .with_normalize(cfg.model.normalize)
+                .with_seed(cfg.model.seed);
+            let (encoder, coverage) = match &glove {
+                Some(g) => {
+                    let (table, cov) = g.embedding_table(&tokenizer, cfg.model.seed);
+                    (enc_cfg.init_with_embeddings(table, &device), Some(cov))
+                }
+                None => (enc_cfg.init(&device), None),
+            };
+            (tokenizer, enc_cfg, encoder, coverage)
+        }
     };
     if let Some(c) = coverage {
         eprintln!("GloVe covers {} of {} vocabulary words ({:.1}%)", c.found, c.vocab, 100.0 * c.ratio());
@@ -251,9 +421,11 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
             real += batch.lengths.iter().sum::<usize>();
             cells += batch.batch_size * batch.seq_len;
             let labels: Vec<f32> = idx.iter().map(|&i| train_pairs[i].label).collect();
-            let labels = Tensor::<1>::from_data(TensorData::new(labels, [idx.len()]), &device);
             let (a, b) = model.forward(BatchTensors::new(&batch, &device));
-            let loss = contrastive_loss(cfg.model.energy.distance(a, b), labels, cfg.train.margin);
+            let Some(loss) = objective(cfg, a, b, &labels, &device) else {
+                bar.inc(idx.len() as u64);
+                continue;
+            };
             let loss_value = f64::from(loss.clone().into_scalar::<f32>());
             if !loss_value.is_finite() {
                 bar.abandon();
@@ -272,7 +444,13 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
 
         let valid_encoder = model.encoder.valid();
         let distances = pair_distances(&valid_encoder, &tokenizer, &valid_pairs, cfg.model.energy, &inference)?;
-        let (m, valid_loss) = validation(&distances, &valid_pairs, cfg.train.margin);
+        let (m, valid_loss) = validation(&distances, &valid_pairs, cfg.train.margin, graded.then_some(cfg.model.energy));
+        let graded_m = graded.then(|| graded_on(&distances, &valid_pairs, cfg.model.energy, range));
+        let retrieval_m = if graded {
+            None
+        } else {
+            Some(retrieval_on(&valid_encoder, &tokenizer, &valid_pairs, cfg.model.energy, &inference, None)?)
+        };
         let em = EpochMetrics {
             epoch,
             train_loss: loss_sum / seen.max(1) as f64,
@@ -283,6 +461,8 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
             f1: m.f1,
             average_precision: m.average_precision,
             threshold: m.threshold,
+            graded: graded_m,
+            retrieval: retrieval_m,
             pairs_per_sec: seen as f64 / train_secs.max(1e-9),
             padding_fraction: if cells == 0 { 0.0 } else { 1.0 - real as f64 / cells as f64 },
             seconds: started.elapsed().as_secs_f64(),
@@ -290,16 +470,23 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
         let score = match cfg.train.select {
             SelectMetric::Accuracy => em.accuracy,
             SelectMetric::Ap => em.average_precision,
+            SelectMetric::Mrr => em.retrieval.map_or(0.0, |r| r.mrr_at_10),
+            SelectMetric::Pearson => em.graded.map_or(0.0, |g| g.pearson),
+            SelectMetric::Spearman => em.graded.map_or(0.0, |g| g.spearman),
         };
         let improved = best.as_ref().is_none_or(|(s, _, _)| score > *s);
+        let quality = match (&em.graded, &em.retrieval) {
+            (Some(g), _) => format!("pearson {:.4}  spearman {:.4}  MSE {:.3}", g.pearson, g.spearman, g.mse),
+            (None, Some(r)) => format!(
+                "acc {:.4}  F1 {:.4}  AP {:.4}  MRR@10 {:.4}  thr {:.3}",
+                em.accuracy, em.f1, em.average_precision, r.mrr_at_10, em.threshold
+            ),
+            (None, None) => format!("acc {:.4}  F1 {:.4}  AP {:.4}  thr {:.3}", em.accuracy, em.f1, em.average_precision, em.threshold),
+        };
         eprintln!(
-            "epoch {epoch:>2}: train loss {:.4}  valid loss {:.4}  acc {:.4}  F1 {:.4}  AP {:.4}  thr {:.3}  {:.0} pairs/s  pad {:.0}%{}",
+            "epoch {epoch:>2}: train loss {:.4}  valid loss {:.4}  {quality}  {:.0} pairs/s  pad {:.0}%{}",
             em.train_loss,
             em.valid_loss,
-            em.accuracy,
-            em.f1,
-            em.average_precision,
-            em.threshold,
             em.pairs_per_sec,
             100.0 * em.padding_fraction,
             if improved { "  *" } else { "" }
@@ -342,15 +529,69 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
     Ok(report)
 }
 
-/// Scores a package on labelled pairs at the package's stored threshold (never one chosen on
-/// the evaluated data).
-pub fn evaluate(package: &ModelPackage, pairs: &[Pair], device: &Device) -> Result<BinaryMetrics> {
-    let distances = pair_distances(&package.encoder, &package.tokenizer, pairs, package.config.energy, device)?;
-    let labels: Vec<bool> = pairs.iter().map(|p| p.label == 1.0).collect();
+/// What [`evaluate`] measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvalReport {
+    /// Binary metrics at the package's stored threshold (graded labels count as genuine from the
+    /// middle of their range).
+    pub binary: BinaryMetrics,
+    /// Correlations and MSE, for graded data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub graded: Option<GradedMetrics>,
+    /// Retrieval metrics, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retrieval: Option<RetrievalMetrics>,
+}
+
+/// How [`evaluate`] reads its pairs.
+#[derive(Debug, Clone, Default)]
+pub struct EvalOptions<'a> {
+    /// The labels' original range when they are graded (labels are already scaled to `[0, 1]`).
+    pub graded_range: Option<(f32, f32)>,
+    /// Also measure retrieval over the pairs' sentences.
+    pub retrieval: bool,
+    /// More corpus sentences for retrieval (distractors).
+    pub extra_corpus: Option<&'a [&'a str]>,
+}
+
+/// Scores a package on labelled pairs (labels in `[0, 1]`) at the package's stored threshold,
+/// never one chosen on the evaluated data.
+pub fn evaluate(package: &ModelPackage, pairs: &[Pair], options: &EvalOptions<'_>, device: &Device) -> Result<EvalReport> {
+    let energy = package.config.energy;
+    let distances = pair_distances(&package.encoder, &package.tokenizer, pairs, energy, device)?;
+    let labels: Vec<bool> = pairs.iter().map(|p| p.label >= POSITIVE_FROM).collect();
     let scores: Vec<f32> = distances.iter().map(|d| -d).collect();
-    let mut m = binary_metrics(&scores, &labels, -package.threshold);
-    m.threshold = package.threshold;
-    Ok(m)
+    let mut binary = binary_metrics(&scores, &labels, -package.threshold);
+    binary.threshold = package.threshold;
+    let graded = options.graded_range.map(|r| graded_on(&distances, pairs, energy, r));
+    let retrieval = if options.retrieval {
+        Some(retrieval_on(&package.encoder, &package.tokenizer, pairs, energy, device, options.extra_corpus)?)
+    } else {
+        None
+    };
+    Ok(EvalReport { binary, graded, retrieval })
+}
+
+/// The validation pairs a package was trained against, rebuilt from the training config stored
+/// in it (same file, same split seed and size), so that `eval --heldout` measures exactly the
+/// pairs training never saw. Returns the held-out pairs and every sentence of the file.
+pub fn heldout_pairs(package: &ModelPackage, dirs: &DataDirs) -> Result<(Vec<Pair>, Vec<String>)> {
+    let cfg: TrainConfig = serde_json::from_value(package.config.training.clone()).map_err(|e| {
+        TrainError::Training(format!("{}: the package does not record its training config: {e}", package.dir.display()))
+    })?;
+    if cfg.data.valid.is_some() {
+        return Err(TrainError::Training(format!(
+            "{}: trained with a separate validation file ({}); evaluate on that file instead of --heldout",
+            package.dir.display(),
+            cfg.data.valid.as_ref().map(|v| v.display().to_string()).unwrap_or_default()
+        )));
+    }
+    let d = &cfg.data;
+    let path = DataDirs::resolve(&dirs.data, &d.train);
+    let all = load_scaled(&path, d.format, d.subset.as_deref(), d.range_of(d.format), d.skip_bad_rows)?;
+    let sentences: Vec<String> = all.iter().flat_map(|p| [p.a.clone(), p.b.clone()]).collect();
+    let (_, valid) = split_train_valid(all, d.valid_size, d.split_seed);
+    Ok((valid, sentences))
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
 //! Contrastive training of the twin LSTM, and evaluation of model packages.
 //!
 //! [`train`] loads labelled pairs, builds the vocabulary (optionally seeded with GloVe words),
-//! trains ONE encoder on both sides of every pair with the contrastive loss
-//! `Y·E² + (1−Y)·max(margin − E, 0)²`, validates after every epoch, stops early when validation
-//! stops improving, and writes the best epoch as a model package with its decision threshold.
+//! trains ONE encoder on both sides of every pair with the configured losses (the contrastive
+//! loss `Y·E² + (1−Y)·max(margin − E, 0)²` by default; online contrastive, in-batch negatives and
+//! MaLSTM-style regression on graded scores too), validates after every epoch (binary metrics and
+//! retrieval for 0/1 data, correlations for graded data), stops early when validation stops
+//! improving, and writes the best epoch as a model package with its decision threshold. A config
+//! may start from another package (`model.init`): pre-train on graded pairs, then fine-tune.
 //! [`evaluate`] scores a package on a labelled pair file at its stored threshold.
 //!
 //! ```no_run
@@ -17,7 +20,10 @@
 pub mod config;
 mod fit;
 
-pub use fit::{evaluate, pair_distances, train, EpochMetrics, TrainReport, TrainRun};
+pub use fit::{
+    evaluate, graded_on, heldout_pairs, load_scaled, pair_distances, retrieval_on, train, EpochMetrics, EvalOptions, EvalReport,
+    TrainReport, TrainRun,
+};
 
 use std::path::PathBuf;
 

@@ -85,3 +85,52 @@ fn missing_config_data_and_model_are_clear_errors() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("/no/such/model") && stderr.contains("no model package"), "{stderr}");
 }
+
+fn eval(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_eval")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn eval_prints_binary_graded_retrieval_and_heldout_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config_for(tmp.path(), "pairs.csv");
+    let model = tmp.path().join("model");
+    let fx = fixtures();
+    let (ok, stderr) = train(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        fx.to_str().unwrap(),
+        "--output",
+        model.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(ok, "{stderr}");
+    let m = model.to_str().unwrap();
+
+    // Binary CSV with retrieval, as JSON.
+    let split = fx.join("pairs.csv");
+    let (ok, out, err) = eval(&["--model", m, "--task", "csv", "--split", split.to_str().unwrap(), "--retrieval", "true", "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["binary"]["n"], 40);
+    assert_eq!(v["retrieval"]["queries"], 20);
+    assert!(v.get("graded").is_none());
+
+    // Graded CSV: correlations and MSE on the 0-5 scale, found under --data-dir.
+    let (ok, out, err) =
+        eval(&["--model", m, "--task", "csv", "--split", "graded.csv", "--score-range", "0,5", "--data-dir", fx.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("30 pairs") && out.contains("pearson") && out.contains("spearman") && out.contains("MSE"), "{out}");
+    // Scores outside the stated range are an error naming file and line.
+    let (ok, _, err) = eval(&["--model", m, "--task", "csv", "--split", fx.join("graded.csv").to_str().unwrap(), "--score-range", "0,1"]);
+    assert!(!ok && err.contains("graded.csv:2: score 5 outside the range [0, 1]"), "{err}");
+
+    // --heldout re-derives the validation split the package was trained against: 1 pair here.
+    let (ok, out, err) = eval(&["--model", m, "--heldout", "--data-dir", fx.to_str().unwrap(), "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["binary"]["n"], 1);
+    assert!(v.get("retrieval").is_some(), "{out}");
+}

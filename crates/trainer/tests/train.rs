@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use encoder::{Backend, ModelPackage};
-use trainer::config::{DataDirs, TrainConfig};
-use trainer::TrainRun;
+use trainer::config::{DataDirs, LossKind, LossSpec, SelectMetric, TrainConfig};
+use trainer::{EvalOptions, TrainRun};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -35,8 +35,13 @@ fn loss_falls_and_the_package_works() {
     assert_eq!(package.metrics["best_epoch"].as_u64(), Some(report.best_epoch as u64));
     // Evaluating on the data it learned from at the stored threshold beats chance.
     let pairs = data::load_pairs(&fixtures().join("pairs.csv"), data::PairFormat::Csv, Default::default()).unwrap();
-    let m = trainer::evaluate(&package, &pairs.pairs, &device).unwrap();
-    assert!(m.accuracy > 0.6, "{m:?}");
+    let r = trainer::evaluate(&package, &pairs.pairs, &EvalOptions { retrieval: true, ..Default::default() }, &device).unwrap();
+    assert!(r.binary.accuracy > 0.6, "{r:?}");
+    // 20 duplicate pairs with distinct first questions: 20 queries, found far better than chance.
+    let ret = r.retrieval.unwrap();
+    assert_eq!(ret.queries, 20);
+    assert!(ret.mrr_at_10 > 0.3, "{ret:?}");
+    assert!(report.best.retrieval.is_some(), "binary validation reports retrieval");
 }
 
 #[test]
@@ -81,4 +86,91 @@ fn frozen_embeddings_stay_at_their_initial_values() {
         table(&fresh.forward_lstm.w_hidden),
         "the LSTM still trains"
     );
+}
+
+#[test]
+fn every_loss_trains_alone_and_in_combination() {
+    for losses in [
+        vec![LossSpec::new(LossKind::OnlineContrastive)],
+        vec![LossSpec::new(LossKind::InBatchNegatives)],
+        vec![LossSpec::new(LossKind::Regression)],
+        vec![LossSpec::new(LossKind::Contrastive), LossSpec { weight: 0.5, ..LossSpec::new(LossKind::InBatchNegatives) }],
+    ] {
+        let mut cfg = tiny();
+        cfg.train.loss = losses.clone();
+        let out = tempfile::tempdir().unwrap();
+        let run = TrainRun { progress: false, output: Some(out.path().join("m")) };
+        let report = trainer::train(&cfg, &dirs(), &run).unwrap();
+        let first = report.epochs.first().unwrap().train_loss;
+        let last = report.epochs.last().unwrap().train_loss;
+        assert!(last < 0.8 * first, "{losses:?}: training loss did not fall: {first} -> {last}");
+    }
+}
+
+fn graded() -> TrainConfig {
+    let mut cfg = tiny();
+    cfg.data.train = "graded.csv".into();
+    cfg.data.score_range = Some((0.0, 5.0));
+    cfg.data.valid_size = 6;
+    cfg.model.energy = encoder::Energy::Manhattan;
+    cfg.model.normalize = false;
+    cfg.train.select = SelectMetric::Spearman;
+    cfg.train.loss = vec![LossSpec::new(LossKind::Regression)];
+    cfg.train.epochs = 8;
+    cfg
+}
+
+#[test]
+fn malstm_regression_on_graded_scores_reports_correlations() {
+    let cfg = graded();
+    cfg.check().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let run = TrainRun { progress: false, output: Some(out.path().join("m")) };
+    let report = trainer::train(&cfg, &dirs(), &run).unwrap();
+    let first = report.epochs.first().unwrap().train_loss;
+    let last = report.epochs.last().unwrap().train_loss;
+    assert!(last < first, "{first} -> {last}");
+    let g = report.best.graded.expect("graded validation");
+    assert_eq!(g.n, 6);
+    assert!(report.best.retrieval.is_none());
+    // The package scores graded data on the 0-5 scale: MSE is bounded by the range.
+    let device = Backend::Flex.device();
+    let package = ModelPackage::load(&out.path().join("m"), &device).unwrap();
+    let pairs = trainer::load_scaled(&fixtures().join("graded.csv"), data::PairFormat::Csv, None, (0.0, 5.0), false).unwrap();
+    assert!(pairs.iter().all(|p| (0.0..=1.0).contains(&p.label)));
+    let r = trainer::evaluate(&package, &pairs, &EvalOptions { graded_range: Some((0.0, 5.0)), ..Default::default() }, &device).unwrap();
+    let g = r.graded.unwrap();
+    assert_eq!(g.n, 30);
+    assert!(g.mse > 0.0 && g.mse <= 25.0, "{g:?}");
+    assert!(g.spearman > 0.3, "it learned the training scores' order: {g:?}");
+}
+
+#[test]
+fn fine_tuning_starts_from_the_pretrained_package() {
+    // Pre-train on the graded pairs, then fine-tune on the binary ones from that package.
+    let out = tempfile::tempdir().unwrap();
+    let pre = out.path().join("pre");
+    trainer::train(&graded(), &dirs(), &TrainRun { progress: false, output: Some(pre.clone()) }).unwrap();
+    let device = Backend::Flex.device();
+    let pretrained = ModelPackage::load(&pre, &device).unwrap();
+
+    let mut cfg = tiny();
+    cfg.model.init = Some(pre.clone());
+    cfg.model.d_hidden = 99; // ignored: the shape comes from the package
+    cfg.train.epochs = 1;
+    let tuned_dir = out.path().join("tuned");
+    trainer::train(&cfg, &dirs(), &TrainRun { progress: false, output: Some(tuned_dir.clone()) }).unwrap();
+    let tuned = ModelPackage::load(&tuned_dir, &device).unwrap();
+    assert_eq!(tuned.config.encoder.vocab_size, pretrained.config.encoder.vocab_size);
+    assert_eq!(tuned.config.encoder.d_hidden, 16);
+    assert_eq!(tuned.tokenizer.vocab_size(), pretrained.tokenizer.vocab_size());
+    let w = |p: &ModelPackage| p.encoder.forward_lstm.w_hidden.val().into_data().try_into_vec::<f32>().unwrap();
+    let (a, b) = (w(&pretrained), w(&tuned));
+    assert_ne!(a, b, "fine-tuning changed the weights");
+    // ...starting from the pre-trained ones, not from a fresh initialisation: one epoch moves
+    // them only a little compared with their distance from a fresh encoder.
+    let moved: f32 = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32;
+    let init = pretrained.config.encoder.init(&device).forward_lstm.w_hidden.val().into_data().try_into_vec::<f32>().unwrap();
+    let from_init: f32 = init.iter().zip(&b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32;
+    assert!(moved < from_init, "moved {moved} from the pre-trained weights, {from_init} from a fresh init");
 }

@@ -8,7 +8,7 @@ use encoder::Backend;
 use trainer::config::{DataDirs, TrainConfig};
 use trainer::TrainRun;
 
-/// Train a twin (Siamese) LSTM on labelled sentence pairs with the contrastive loss.
+/// Train a twin (Siamese) LSTM on labelled sentence pairs (contrastive loss by default).
 ///
 /// Reads pairs as the config says (paths relative to --data-dir), validates after every epoch,
 /// stops early when validation stops improving, and writes the best epoch as a model package:
@@ -57,10 +57,23 @@ fn main() -> anyhow::Result<()> {
     let report = trainer::train(&cfg, &dirs, &run).context("training failed")?;
     let b = &report.best;
     println!("best epoch {} of {}", report.best_epoch, report.epochs.len());
-    println!(
-        "validation ({} pairs): accuracy {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}  AP {:.4}",
-        report.valid_pairs, b.accuracy, b.precision, b.recall, b.f1, b.average_precision
-    );
+    if let Some(g) = &b.graded {
+        println!(
+            "validation ({} pairs): pearson {:.4}  spearman {:.4}  MSE {:.4}",
+            report.valid_pairs, g.pearson, g.spearman, g.mse
+        );
+    } else {
+        println!(
+            "validation ({} pairs): accuracy {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}  AP {:.4}",
+            report.valid_pairs, b.accuracy, b.precision, b.recall, b.f1, b.average_precision
+        );
+    }
+    if let Some(r) = &b.retrieval {
+        println!(
+            "validation retrieval ({} queries): R@1 {:.4}  R@10 {:.4}  MRR@10 {:.4}",
+            r.queries, r.recall_at_1, r.recall_at_10, r.mrr_at_10
+        );
+    }
     println!("decision threshold: distance <= {:.4} ({})", report.threshold, serde_json::to_string(&report.energy)?);
     println!("model package written to {}", report.output.display());
     Ok(())
