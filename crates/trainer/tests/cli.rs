@@ -124,8 +124,8 @@ fn eval_prints_binary_graded_retrieval_and_heldout_metrics() {
     assert!(ok, "{err}");
     assert!(out.contains("30 pairs") && out.contains("pearson") && out.contains("spearman") && out.contains("MSE"), "{out}");
     // Scores outside the stated range are an error naming file and line.
-    let (ok, _, err) = eval(&["--model", m, "--task", "csv", "--split", fx.join("graded.csv").to_str().unwrap(), "--score-range", "0,1"]);
-    assert!(!ok && err.contains("graded.csv:2: score 5 outside the range [0, 1]"), "{err}");
+    let (ok, _, err) = eval(&["--model", m, "--task", "csv", "--split", fx.join("graded.csv").to_str().unwrap(), "--score-range", "0,4"]);
+    assert!(!ok && err.contains("graded.csv:2: score 5 outside the range [0, 4]"), "{err}");
 
     // --heldout re-derives the validation split the package was trained against: 1 pair here.
     let (ok, out, err) = eval(&["--model", m, "--heldout", "--data-dir", fx.to_str().unwrap(), "--json"]);
