@@ -7,8 +7,9 @@
 //!
 //! - [`contrastive_loss`]: Hadsell, Chopra and LeCun's loss over a distance, the seed objective.
 //! - [`online_contrastive_loss`]: the same, restricted to the batch's *hard* pairs.
-//! - [`in_batch_negatives_loss`]: multiple-negatives ranking; every other sentence in the batch is
-//!   a negative for a genuine pair, which is what nearest-neighbour retrieval needs.
+//! - [`in_batch_negatives_loss`]: multiple-negatives ranking in both directions; every other
+//!   sentence in the batch is a negative for a genuine pair, which is what nearest-neighbour
+//!   retrieval needs.
 //! - [`regression_loss`]: MSE between a similarity and the graded label; with the Manhattan energy
 //!   this is MaLSTM's `MSE(exp(−‖a−b‖₁), (score−1)/4)` on SICK.
 
@@ -61,28 +62,55 @@ pub fn online_contrastive_loss(distance: Tensor<1>, labels: &[f32], margin: f32)
     ((genuine + impostor) * w).sum().div_scalar(n.max(1) as f32)
 }
 
-/// Multiple-negatives ranking loss ("in-batch negatives"). For every genuine pair `(aᵢ, bᵢ)` of
-/// the batch, `aᵢ` must pick `bᵢ` out of all the batch's second sentences `b₀ … b_{n−1}` by
-/// cosine similarity times `scale` (softmax cross-entropy). Impostor pairs are not anchors, but
-/// their second sentences still serve as negatives. `None` when the batch has no genuine pair.
-pub fn in_batch_negatives_loss(a: Tensor<2>, b: Tensor<2>, labels: &[f32], scale: f32) -> Option<Tensor<1>> {
+/// Multiple-negatives ranking loss ("in-batch negatives"), in both directions. For every genuine
+/// pair `(aᵢ, bᵢ)` of the batch, `aᵢ` must pick `bᵢ` out of all the batch's second sentences
+/// `b₀ … b_{n−1}`, and `bᵢ` must pick `aᵢ` out of all first sentences, by cosine similarity times
+/// `scale` (softmax cross-entropy; the two directions are averaged). Impostor pairs are not
+/// anchors, but their sentences still serve as negatives. `keys` (one hash per sentence, e.g. of
+/// its token ids) removes false negatives: a candidate with the same text as the anchor or as its
+/// partner is left out. `None` when the batch has no genuine pair.
+pub fn in_batch_negatives_loss(
+    a: Tensor<2>,
+    b: Tensor<2>,
+    labels: &[f32],
+    scale: f32,
+    keys: Option<(&[u64], &[u64])>,
+) -> Option<Tensor<1>> {
     let device = a.device();
     let [n, _] = b.dims();
-    let anchors: Vec<i64> = (0..labels.len()).filter(|&i| labels[i] >= POSITIVE_FROM).map(|i| i as i64).collect();
+    let anchors: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] >= POSITIVE_FROM).collect();
     if anchors.is_empty() {
         return None;
     }
     let p = anchors.len();
+    // Target one-hot rows and the additive mask of false negatives, for both directions.
     let mut target = vec![0f32; p * n];
+    let (mut mask_ab, mut mask_ba) = (vec![0f32; p * n], vec![0f32; p * n]);
     for (k, &i) in anchors.iter().enumerate() {
-        target[k * n + i as usize] = 1.0;
+        target[k * n + i] = 1.0;
+        if let Some((ka, kb)) = keys {
+            for j in (0..n).filter(|&j| j != i) {
+                if kb[j] == kb[i] || kb[j] == ka[i] {
+                    mask_ab[k * n + j] = -1e4;
+                }
+                if ka[j] == ka[i] || ka[j] == kb[i] {
+                    mask_ba[k * n + j] = -1e4;
+                }
+            }
+        }
     }
-    let idx = Tensor::<1, Int>::from_data(TensorData::new(anchors, [p]), &device);
-    let a = l2_normalize(a.select(0, idx));
-    let b = l2_normalize(b);
-    let logits = a.matmul(b.transpose()).mul_scalar(scale); // [p, n]
-    let target = Tensor::<2>::from_data(TensorData::new(target, [p, n]), &device);
-    Some((log_softmax(logits, 1) * target).sum().neg().div_scalar(p as f32))
+    let host = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [p, n]), &device);
+    let idx = Tensor::<1, Int>::from_data(TensorData::new(anchors.iter().map(|&i| i as i64).collect::<Vec<_>>(), [p]), &device);
+    let (a, b) = (l2_normalize(a), l2_normalize(b));
+    let (a_p, b_p) = (a.clone().select(0, idx.clone()), b.clone().select(0, idx));
+    let target = host(target);
+    let ce = |logits: Tensor<2>, mask: Vec<f32>| {
+        let logits = logits.mul_scalar(scale) + host(mask);
+        (log_softmax(logits, 1) * target.clone()).sum().neg().div_scalar(p as f32)
+    };
+    let ab = ce(a_p.matmul(b.transpose()), mask_ab); // [p, n]: anchor aᵢ against every b
+    let ba = ce(b_p.matmul(a.transpose()), mask_ba); // [p, n]: anchor bᵢ against every a
+    Some((ab + ba).div_scalar(2.0))
 }
 
 /// Mean squared error between a predicted similarity and the label in `[0, 1]`. With
@@ -149,14 +177,29 @@ mod tests {
         let b = t2(&[&[1.0, 0.0], &[1.0, 0.0], &[0.0, 1.0]]);
         let y = [1.0, 0.0, 1.0];
         let s = 2.0f32;
-        let loss = scalar(in_batch_negatives_loss(a, b, &y, s).unwrap());
-        // Anchor 0: logits (s·1, s·1, s·0), target 0 → −log(eˢ / (2eˢ + 1)).
-        // Anchor 2: logits (0, 0, s), target 2 → −log(eˢ / (eˢ + 2)).
+        let loss = scalar(in_batch_negatives_loss(a.clone(), b.clone(), &y, s, None).unwrap());
         let e = s.exp();
-        let expected = (-(e / (2.0 * e + 1.0)).ln() - (e / (e + 2.0)).ln()) / 2.0;
+        // a→b. Anchor a0: logits (s, s, 0), target 0 → −log(eˢ / (2eˢ + 1)).
+        //      Anchor a2: logits (0, 0, s), target 2 → −log(eˢ / (eˢ + 2)).
+        let ab = (-(e / (2.0 * e + 1.0)).ln() - (e / (e + 2.0)).ln()) / 2.0;
+        // b→a. Anchor b0 = e1 against a = (e1, e2, e2): logits (s, 0, 0) → −log(eˢ / (eˢ + 2)).
+        //      Anchor b2 = e2: logits (0, s, s), target 2 → −log(eˢ / (2eˢ + 1)).
+        let ba = (-(e / (e + 2.0)).ln() - (e / (2.0 * e + 1.0)).ln()) / 2.0;
+        let expected = (ab + ba) / 2.0;
         assert!((loss - expected).abs() < 1e-5, "{loss} vs {expected}");
+        // Keys: b1 has the same text as b0 (both e1), and a1 the same as a2. Leaving those false
+        // negatives out: a0 ranks (b0, b2) → −log(eˢ / (eˢ + 1)); a2 still ranks all three b
+        // (b1 is not a2's text nor its partner's) → −log(eˢ / (eˢ + 2)); b0 ranks all three a,
+        // unchanged → −log(eˢ / (eˢ + 2)); b2 ranks (a0, a2) → −log(eˢ / (eˢ + 1)).
+        let keys_a = [10u64, 11, 11];
+        let keys_b = [20u64, 20, 21];
+        let masked = scalar(in_batch_negatives_loss(a, b, &y, s, Some((&keys_a, &keys_b))).unwrap());
+        let two = -(e / (e + 1.0)).ln();
+        let three = -(e / (e + 2.0)).ln();
+        let expected = ((two + three) / 2.0 + (three + two) / 2.0) / 2.0;
+        assert!((masked - expected).abs() < 1e-4, "{masked} vs {expected}");
         // No genuine pair: nothing to rank.
-        assert!(in_batch_negatives_loss(t2(&[&[1.0, 0.0]]), t2(&[&[0.0, 1.0]]), &[0.0], s).is_none());
+        assert!(in_batch_negatives_loss(t2(&[&[1.0, 0.0]]), t2(&[&[0.0, 1.0]]), &[0.0], s, None).is_none());
     }
 
     #[test]
@@ -180,7 +223,7 @@ mod tests {
         let e = crate::Energy::Euclidean;
         let c = |(a, b): (Tensor<2>, Tensor<2>)| scalar(contrastive_loss(e.distance(a, b), t1(&y), 1.5));
         assert!(c(near.clone()) < c(far.clone()));
-        let m = |(a, b): (Tensor<2>, Tensor<2>)| scalar(in_batch_negatives_loss(a, b, &y, 20.0).unwrap());
+        let m = |(a, b): (Tensor<2>, Tensor<2>)| scalar(in_batch_negatives_loss(a, b, &y, 20.0, None).unwrap());
         assert!(m(near.clone()) < m(far.clone()));
         let r = |(a, b): (Tensor<2>, Tensor<2>)| scalar(regression_loss(e.similarity(a, b), t1(&y)));
         assert!(r(near) < r(far));

@@ -207,7 +207,14 @@ fn validation(distances: &[f32], pairs: &[Pair], margin: f32, graded: Option<Ene
 
 /// The configured sum of weighted losses for one batch; `None` when no term applies (e.g. only
 /// in-batch negatives and no genuine pair in the batch).
-fn objective(cfg: &TrainConfig, a: Tensor<2>, b: Tensor<2>, labels: &[f32], device: &Device) -> Option<Tensor<1>> {
+fn objective(
+    cfg: &TrainConfig,
+    a: Tensor<2>,
+    b: Tensor<2>,
+    labels: &[f32],
+    keys: (&[u64], &[u64]),
+    device: &Device,
+) -> Option<Tensor<1>> {
     let energy = cfg.model.energy;
     let margin = cfg.train.margin;
     let label_tensor = || Tensor::<1>::from_data(TensorData::new(labels.to_vec(), [labels.len()]), device);
@@ -216,7 +223,7 @@ fn objective(cfg: &TrainConfig, a: Tensor<2>, b: Tensor<2>, labels: &[f32], devi
         let term = match spec.kind {
             LossKind::Contrastive => contrastive_loss(energy.distance(a.clone(), b.clone()), label_tensor(), margin),
             LossKind::OnlineContrastive => online_contrastive_loss(energy.distance(a.clone(), b.clone()), labels, margin),
-            LossKind::InBatchNegatives => match in_batch_negatives_loss(a.clone(), b.clone(), labels, spec.scale) {
+            LossKind::InBatchNegatives => match in_batch_negatives_loss(a.clone(), b.clone(), labels, spec.scale, Some(keys)) {
                 Some(l) => l,
                 None => continue,
             },
@@ -404,6 +411,14 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
     let ids_a = tokenizer.encode_batch_rows(&train_pairs.iter().map(|p| p.a.as_str()).collect::<Vec<_>>())?;
     let ids_b = tokenizer.encode_batch_rows(&train_pairs.iter().map(|p| p.b.as_str()).collect::<Vec<_>>())?;
     let lengths: Vec<usize> = ids_a.iter().zip(&ids_b).map(|(a, b)| a.len().max(b.len())).collect();
+    // One hash per sentence, so in-batch negatives can leave out candidates with the same text.
+    let hash = |ids: &[u32]| {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        ids.hash(&mut h);
+        h.finish()
+    };
+    let keys: Vec<(u64, u64)> = ids_a.iter().zip(&ids_b).map(|(a, b)| (hash(a), hash(b))).collect();
     let mut rng = StdRng::seed_from_u64(cfg.train.seed);
     let mut epochs: Vec<EpochMetrics> = Vec::new();
     let mut best: Option<(f64, usize, SentenceEncoder)> = None;
@@ -422,7 +437,9 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
             cells += batch.batch_size * batch.seq_len;
             let labels: Vec<f32> = idx.iter().map(|&i| train_pairs[i].label).collect();
             let (a, b) = model.forward(BatchTensors::new(&batch, &device));
-            let Some(loss) = objective(cfg, a, b, &labels, &device) else {
+            let keys_a: Vec<u64> = idx.iter().map(|&i| keys[i].0).collect();
+            let keys_b: Vec<u64> = idx.iter().map(|&i| keys[i].1).collect();
+            let Some(loss) = objective(cfg, a, b, &labels, (&keys_a, &keys_b), &device) else {
                 bar.inc(idx.len() as u64);
                 continue;
             };
