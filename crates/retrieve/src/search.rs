@@ -93,10 +93,66 @@ pub fn top_k(vectors: &[f32], dim: usize, query: &[f32], k: usize) -> Vec<Hit> {
     finish(hits, k)
 }
 
-/// [`top_k`] for many queries (`m × dim`), one query per task.
+/// Vectors per block of the batched search, and queries per matrix product: a block's scores
+/// for one group of queries (4096 × 256 floats, 4 MiB) stay in cache while they are ranked.
+const GEMM_ROWS: usize = 4096;
+const GEMM_QUERIES: usize = 256;
+
+/// [`top_k`] for many queries (`m × dim`). From four queries on, the scores of a block of
+/// vectors against a group of queries come from one matrix product (as faiss does), so each
+/// vector is read from memory once per group instead of once per query; the per-query top-k
+/// selection then runs in parallel. Results equal [`top_k`]'s up to float summation order.
 pub fn top_k_batch(vectors: &[f32], dim: usize, queries: &[f32], k: usize) -> Vec<Vec<Hit>> {
     let n = vectors.len() / dim.max(1);
-    queries.par_chunks(dim).map(|q| finish(top_k_range(vectors, dim, q, k, 0, n), k)).collect()
+    let m = queries.len() / dim.max(1);
+    if m < 4 || k == 0 || n == 0 || dim == 0 {
+        return queries.par_chunks(dim.max(1)).map(|q| finish(top_k_range(vectors, dim, q, k, 0, n), k)).collect();
+    }
+    let mut heaps: Vec<BinaryHeap<Worst>> = (0..m).map(|_| BinaryHeap::with_capacity(k + 1)).collect();
+    let mut scores = vec![0f32; GEMM_QUERIES.min(m) * GEMM_ROWS.min(n)];
+    for vs in (0..n).step_by(GEMM_ROWS) {
+        let b = GEMM_ROWS.min(n - vs);
+        let block = &vectors[vs * dim..(vs + b) * dim];
+        for qs in (0..m).step_by(GEMM_QUERIES) {
+            let mq = GEMM_QUERIES.min(m - qs);
+            let group = &queries[qs * dim..(qs + mq) * dim];
+            let c = &mut scores[..mq * b];
+            // C (mq × b) = group (mq × dim, row-major) · blockᵀ (dim × b: row stride 1, column
+            // stride dim).
+            // SAFETY: the strides describe exactly `group` (mq·dim), `block` (b·dim) and `c`
+            // (mq·b), all in bounds; beta = 0 so `c` is only written.
+            unsafe {
+                matrixmultiply::sgemm(
+                    mq,
+                    dim,
+                    b,
+                    1.0,
+                    group.as_ptr(),
+                    dim as isize,
+                    1,
+                    block.as_ptr(),
+                    1,
+                    dim as isize,
+                    0.0,
+                    c.as_mut_ptr(),
+                    b as isize,
+                    1,
+                );
+            }
+            heaps[qs..qs + mq].par_iter_mut().zip(c.par_chunks(b)).for_each(|(heap, row)| {
+                for (j, &score) in row.iter().enumerate() {
+                    let hit = Hit { index: vs + j, score };
+                    if heap.len() < k {
+                        heap.push(Worst(hit));
+                    } else if heap.peek().is_some_and(|top| better(&hit, &top.0) == Ordering::Less) {
+                        heap.pop();
+                        heap.push(Worst(hit));
+                    }
+                }
+            });
+        }
+    }
+    heaps.into_par_iter().map(|h| finish(h.into_iter().map(|w| w.0).collect(), k)).collect()
 }
 
 /// The obvious implementation: score everything, sort, take `k`. The reference the fast path

@@ -48,9 +48,12 @@ fn parallel_search_matches_naive_on_many_random_vectors() {
         (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
     };
     let vectors: Vec<f32> = (0..n * dim).map(|_| next()).collect();
-    let queries: Vec<f32> = (0..5 * dim).map(|_| next()).collect();
+    // 300 queries: more than one group of the batched (matrix product) path.
+    let queries: Vec<f32> = (0..300 * dim).map(|_| next()).collect();
     let batch = top_k_batch(&vectors, dim, &queries, 10);
-    for (qi, q) in queries.chunks(dim).enumerate() {
+    assert_eq!(batch.len(), 300);
+    // Every 7th query, so both query groups (0..256, 256..300) are checked.
+    for (qi, q) in queries.chunks(dim).enumerate().step_by(7) {
         let fast = top_k(&vectors, dim, q, 10);
         let naive = top_k_naive(&vectors, dim, q, 10);
         assert_eq!(fast.len(), 10);
@@ -59,8 +62,14 @@ fn parallel_search_matches_naive_on_many_random_vectors() {
             assert_eq!(a.index, b.index, "query {qi}");
             assert!((a.score - b.score).abs() < 1e-5);
         }
-        assert_eq!(batch[qi], fast);
+        for (a, b) in batch[qi].iter().zip(&naive) {
+            assert_eq!(a.index, b.index, "batched query {qi}");
+            assert!((a.score - b.score).abs() < 1e-5);
+        }
+        assert_eq!(batch[qi].len(), 10);
     }
+    // Three queries take the one-query-at-a-time path, with identical results.
+    assert_eq!(top_k_batch(&vectors, dim, &queries[..3 * dim], 10)[2], top_k(&vectors, dim, &queries[2 * dim..3 * dim], 10));
     assert!(top_k(&vectors, dim, &queries[..dim], 0).is_empty());
 }
 
