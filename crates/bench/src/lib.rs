@@ -1,0 +1,241 @@
+//! The benchmark harness behind `scripts/bench.sh`: the workloads users care about, measured the
+//! same way every time so that runs (and the PyTorch reference) can be compared.
+//!
+//! - training pairs/s: the twin LSTM (GloVe-50, h = 128), batches of 64 Quora dev pairs,
+//!   contrastive loss, Adam, forward + backward + update;
+//! - encoding sentences/s: distinct Quora dev questions, batches of 256, no autodiff,
+//!   tokenization included;
+//! - exact search queries/s: top-10 over N random unit vectors of dimension 128;
+//! - the peak resident memory of each workload (each one runs in its own process).
+//!
+//! ```no_run
+//! use bench::{search_qps, Measurement};
+//!
+//! let m: Measurement = search_qps(100_000, 128, 1_000, 10, 7);
+//! println!("{} {:.0} {}", m.name, m.value, m.unit);
+//! ```
+
+use std::path::Path;
+use std::time::Instant;
+
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::prelude::*;
+use data::{load_pairs, LoadOptions, Pair, PairFormat};
+use encoder::embed::embed_texts;
+use encoder::{contrastive_loss, Backend, BatchTensors, Energy, EncoderConfig, Glove, SentenceEncoder, TwinEncoder};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tokenize::{Batch, VocabOptions, WordTokenizer};
+
+/// Errors of the harness.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// Loading the benchmark data failed.
+    #[error(transparent)]
+    Data(#[from] data::DataError),
+    /// The encoder failed.
+    #[error(transparent)]
+    Encoder(#[from] encoder::EncoderError),
+    /// Tokenization failed.
+    #[error(transparent)]
+    Tokenize(#[from] tokenize::TokenizeError),
+    /// The backend cannot run here.
+    #[error("{0}")]
+    Backend(String),
+}
+
+/// Result alias of this crate.
+pub type Result<T> = std::result::Result<T, BenchError>;
+
+/// One number from one workload, in the shape `scripts/bench_torch.py` writes too, so the two
+/// can be matched by `name`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    /// Workload: `train`, `encode`, `search-100000`, ...
+    pub name: String,
+    /// What ran it: `ndarray`, `flex`, `wgpu`, `rust` (search), `pytorch`, `faiss`.
+    pub backend: String,
+    /// The throughput.
+    pub value: f64,
+    /// Its unit: `pairs/s`, `sentences/s`, `queries/s`.
+    pub unit: String,
+    /// Peak resident set size of the process that ran it, in MiB (when the OS tells).
+    pub peak_rss_mib: Option<f64>,
+    /// How it was measured (sizes, counts).
+    pub detail: String,
+}
+
+/// Peak resident set size of this process so far, in MiB (Linux `VmHWM`).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// The benchmark corpus: the Quora dev pairs and GloVe vectors.
+pub struct QuoraData {
+    /// Labelled pairs of `dev.tsv`.
+    pub pairs: Vec<Pair>,
+    /// The GloVe vectors (first 100k words).
+    pub glove: Glove,
+    /// A vocabulary built as `configs/quora.toml` builds it.
+    pub tokenizer: WordTokenizer,
+}
+
+impl QuoraData {
+    /// Loads `qqp/bimpm_partition/dev.tsv` under `data_dir` and `glove.6B.50d.100k.txt` under
+    /// `embeddings_dir`.
+    pub fn load(data_dir: &Path, embeddings_dir: &Path) -> Result<Self> {
+        let pairs = load_pairs(&data_dir.join("qqp/bimpm_partition/dev.tsv"), PairFormat::Qqp, LoadOptions::default())?.pairs;
+        let glove = Glove::load(&embeddings_dir.join("glove.6B.50d.100k.txt"), None)?;
+        let opts = VocabOptions { max_vocab: 40_000, seed_top: 20_000, ..Default::default() };
+        let tokenizer = WordTokenizer::build(pairs.iter().flat_map(|p| [p.a.as_str(), p.b.as_str()]), &opts, &glove.words)?;
+        Ok(Self { pairs, glove, tokenizer })
+    }
+
+    /// Distinct questions, in file order.
+    pub fn questions(&self) -> Vec<&str> {
+        let mut seen = std::collections::HashSet::new();
+        self.pairs.iter().flat_map(|p| [p.a.as_str(), p.b.as_str()]).filter(|q| seen.insert(*q)).collect()
+    }
+
+    fn encoder(&self, d_hidden: usize, device: &Device) -> SentenceEncoder {
+        let cfg = EncoderConfig::new(self.tokenizer.vocab_size()).with_d_embed(self.glove.dim).with_d_hidden(d_hidden);
+        let (table, _) = self.glove.embedding_table(&self.tokenizer, 42);
+        cfg.init_with_embeddings(table, device)
+    }
+}
+
+fn device_of(backend: Backend) -> Result<Device> {
+    backend.try_device().map_err(BenchError::Backend)
+}
+
+/// Training throughput: shuffled batches of `batch` pairs (padded to the longest sentence of the
+/// batch, cut at 48 tokens), contrastive loss on the Euclidean energy, Adam. Runs for about
+/// `seconds` after three warm-up steps.
+pub fn train_pairs_per_sec(q: &QuoraData, backend: Backend, batch: usize, d_hidden: usize, seconds: f64) -> Result<Measurement> {
+    let device = device_of(backend)?.autodiff();
+    device.seed(42);
+    let mut model = TwinEncoder { encoder: q.encoder(d_hidden, &device) };
+    let mut optim = AdamConfig::new().init();
+    let a = q.tokenizer.encode_batch_rows(&q.pairs.iter().map(|p| p.a.as_str()).collect::<Vec<_>>())?;
+    let b = q.tokenizer.encode_batch_rows(&q.pairs.iter().map(|p| p.b.as_str()).collect::<Vec<_>>())?;
+    let mut order: Vec<usize> = (0..q.pairs.len()).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(42));
+    let mut step = |idx: &[usize]| {
+        let rows: Vec<&[u32]> = idx.iter().map(|&i| a[i].as_slice()).chain(idx.iter().map(|&i| b[i].as_slice())).collect();
+        let labels: Vec<f32> = idx.iter().map(|&i| q.pairs[i].label).collect();
+        let labels = Tensor::<1>::from_data(TensorData::new(labels, [idx.len()]), &device);
+        let (va, vb) = model.forward(BatchTensors::new(&Batch::from_rows(&rows), &device));
+        let loss = contrastive_loss(Energy::Euclidean.distance(va, vb), labels, 1.0);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-3, model.clone(), grads);
+    };
+    let mut batches = order.chunks(batch).cycle();
+    for _ in 0..3 {
+        step(batches.next().unwrap_or(&[]));
+    }
+    let started = Instant::now();
+    let (mut pairs, mut steps) = (0usize, 0usize);
+    while steps < 5 || started.elapsed().as_secs_f64() < seconds {
+        let idx = batches.next().unwrap_or(&[]);
+        step(idx);
+        pairs += idx.len();
+        steps += 1;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok(Measurement {
+        name: "train".into(),
+        backend: backend.to_string(),
+        value: pairs as f64 / secs,
+        unit: "pairs/s".into(),
+        peak_rss_mib: peak_rss_mib(),
+        detail: format!("{steps} steps of {batch} pairs, h={d_hidden}, GloVe-50, {secs:.1} s"),
+    })
+}
+
+/// Encoding throughput over the distinct questions: batches of `batch`, sorted by length, no
+/// autodiff, tokenization included. Repeats the corpus until about `seconds` have passed.
+pub fn encode_sentences_per_sec(q: &QuoraData, backend: Backend, batch: usize, d_hidden: usize, seconds: f64) -> Result<Measurement> {
+    let device = device_of(backend)?;
+    let encoder = q.encoder(d_hidden, &device);
+    let questions = q.questions();
+    embed_texts(&encoder, &q.tokenizer, &questions[..questions.len().min(2 * batch)], &device, batch, |_| {})?;
+    let started = Instant::now();
+    let (mut sentences, mut rounds) = (0usize, 0usize);
+    while rounds == 0 || started.elapsed().as_secs_f64() < seconds {
+        let v = embed_texts(&encoder, &q.tokenizer, &questions, &device, batch, |_| {})?;
+        assert_eq!(v.len(), questions.len() * d_hidden);
+        sentences += questions.len();
+        rounds += 1;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok(Measurement {
+        name: "encode".into(),
+        backend: backend.to_string(),
+        value: sentences as f64 / secs,
+        unit: "sentences/s".into(),
+        peak_rss_mib: peak_rss_mib(),
+        detail: format!("{rounds} x {} questions, batch {batch}, h={d_hidden}, {secs:.1} s", questions.len()),
+    })
+}
+
+/// `n` random unit vectors of size `dim`, row-major, from `seed`.
+pub fn random_unit_vectors(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut v: Vec<f32> = (0..n * dim).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
+    for row in v.chunks_mut(dim) {
+        let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        row.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
+}
+
+/// Exact top-`k` search throughput: `queries` random unit queries against `n` random unit
+/// vectors, all queries answered in one batch call.
+pub fn search_qps(n: usize, dim: usize, queries: usize, k: usize, seed: u64) -> Measurement {
+    let vectors = random_unit_vectors(n, dim, seed);
+    let qs = random_unit_vectors(queries, dim, seed + 1);
+    // Warm the pages and the thread pool.
+    let _ = retrieve::search::top_k_batch(&vectors, dim, &qs[..dim * queries.min(8)], k);
+    let started = Instant::now();
+    let hits = retrieve::search::top_k_batch(&vectors, dim, &qs, k);
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(hits.len(), queries);
+    Measurement {
+        name: format!("search-{n}"),
+        backend: "rust".into(),
+        value: queries as f64 / secs,
+        unit: "queries/s".into(),
+        peak_rss_mib: peak_rss_mib(),
+        detail: format!("{queries} queries, top-{k}, {n} x {dim} vectors, {secs:.2} s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_vectors_are_unit_length_and_seeded() {
+        let v = random_unit_vectors(5, 16, 3);
+        for row in v.chunks(16) {
+            assert!((row.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5);
+        }
+        assert_eq!(v, random_unit_vectors(5, 16, 3));
+        assert_ne!(v, random_unit_vectors(5, 16, 4));
+    }
+
+    #[test]
+    fn search_measurement_reports_a_rate_and_memory() {
+        let m = search_qps(2_000, 8, 50, 10, 1);
+        assert_eq!(m.name, "search-2000");
+        assert!(m.value > 0.0 && m.value.is_finite());
+        if cfg!(target_os = "linux") {
+            assert!(m.peak_rss_mib.unwrap() > 0.0);
+        }
+    }
+}
