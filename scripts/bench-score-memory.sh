@@ -14,10 +14,11 @@ cargo build --release --workspace --bins
 src="$DATA/qqp/bimpm_partition/dev.tsv"
 for rows in "${@:-20000 100000 1000000}"; do
   for n in $rows; do
-    while [ "$(wc -l < "$TMP/in.tsv" 2>/dev/null || echo 0)" -lt "$n" ]; do cat "$src" >> "$TMP/in.tsv"; done
+    touch "$TMP/in.tsv"
+    while [ "$(wc -l < "$TMP/in.tsv")" -lt "$n" ]; do cat "$src" >> "$TMP/in.tsv"; done
     head -n "$n" "$TMP/in.tsv" > "$TMP/rows.tsv"
-    /usr/bin/time -f "%M KiB max RSS, %e s wall" "$BIN/retrieve" score "$TMP/rows.tsv" --format qqp --quiet -o "$TMP/out.csv" 2> "$TMP/time.txt" >/dev/null || { cat "$TMP/time.txt"; exit 1; }
-    kib=$(tail -1 "$TMP/time.txt" | cut -d' ' -f1); secs=$(tail -1 "$TMP/time.txt" | awk '{print $(NF-1)}')
+    /usr/bin/time -f "%M %e" "$BIN/retrieve" score "$TMP/rows.tsv" --format qqp --quiet -o "$TMP/out.csv" 2> "$TMP/time.txt" >/dev/null || { cat "$TMP/time.txt"; exit 1; }
+    read -r kib secs < <(tail -1 "$TMP/time.txt")
     echo "$n rows: peak RSS $((kib / 1024)) MiB, $secs s, $(awk -v n="$n" -v s="$secs" 'BEGIN{printf "%.0f", n/s}') rows/s, $(($(wc -l < "$TMP/out.csv") - 1)) rows written"
     rm -f "$TMP/out.csv"
   done
