@@ -154,6 +154,46 @@ fn a_failure_between_write_and_rename_leaves_the_old_index_intact() {
 }
 
 #[test]
+fn killing_the_process_at_any_moment_leaves_a_loadable_index() {
+    // A real SIGKILL (no destructors run), at several moments of a `retrieve add`, the last ones
+    // close to the end where the new index is being written: the index on disk must always
+    // load, and hold either the old sentences or all of the new ones, never a torn file.
+    // (A killed run may leave its temporary file behind; it never replaces the index.)
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_package(tmp.path(), 2, 8);
+    let idx_path = tmp.path().join("k.idx");
+    ok(&retrieve(&["index", s(&fixtures().join("sentences.txt")), "--index", s(&idx_path), "--model", s(&model)]));
+    let old_len = Index::load(&idx_path).unwrap().len();
+    let big = tmp.path().join("big.txt");
+    let lines: Vec<String> = (0..20_000).map(|i| format!("question number {i} about rice and trees")).collect();
+    std::fs::write(&big, lines.join("\n")).unwrap();
+    let add = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_retrieve"))
+            .args(["add", s(&big), "--index", s(&idx_path), "--model", s(&model), "--quiet"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // How long a whole `add` takes here, on a copy, so the kills can be placed near its end.
+    let started = std::time::Instant::now();
+    let copy = tmp.path().join("copy.idx");
+    std::fs::copy(&idx_path, &copy).unwrap();
+    ok(&retrieve(&["add", s(&big), "--index", s(&copy), "--model", s(&model)]));
+    let full = started.elapsed();
+    assert_eq!(Index::load(&copy).unwrap().len(), old_len + 20_000);
+    for fraction in [0.3, 0.8, 0.9, 0.95, 0.98, 1.0] {
+        let mut child = add();
+        std::thread::sleep(full.mul_f64(fraction));
+        let _ = child.kill(); // SIGKILL on Unix; fine if it already finished
+        let _ = child.wait();
+        let idx = Index::load(&idx_path).unwrap_or_else(|e| panic!("torn index after a kill at {fraction}: {e}"));
+        // Every completed add appends all 20,000; a killed one appends nothing.
+        assert_eq!((idx.len() - old_len) % 20_000, 0, "kill at {fraction}: a partial add of {} sentences", idx.len() - old_len);
+    }
+}
+
+#[test]
 fn bad_queries_and_missing_models_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let out = retrieve(&["rice", "--model", s(&tmp.path().join("none"))]);
