@@ -218,11 +218,14 @@ fn objective(
     let energy = cfg.model.energy;
     let margin = cfg.train.margin;
     let label_tensor = || Tensor::<1>::from_data(TensorData::new(labels.to_vec(), [labels.len()]), device);
+    // The distance is built once, however many loss terms read it.
+    let mut distance: Option<Tensor<1>> = None;
     let mut total: Option<Tensor<1>> = None;
     for spec in &cfg.train.loss {
+        let mut dist = || distance.get_or_insert_with(|| energy.distance(a.clone(), b.clone())).clone();
         let term = match spec.kind {
-            LossKind::Contrastive => contrastive_loss(energy.distance(a.clone(), b.clone()), label_tensor(), margin),
-            LossKind::OnlineContrastive => online_contrastive_loss(energy.distance(a.clone(), b.clone()), labels, margin),
+            LossKind::Contrastive => contrastive_loss(dist(), label_tensor(), margin),
+            LossKind::OnlineContrastive => online_contrastive_loss(dist(), labels, margin),
             LossKind::InBatchNegatives => match in_batch_negatives_loss(a.clone(), b.clone(), labels, spec.scale, Some(keys)) {
                 Some(l) => l,
                 None => continue,
@@ -591,8 +594,9 @@ pub fn evaluate(package: &ModelPackage, pairs: &[Pair], options: &EvalOptions<'_
 
 /// The validation pairs a package was trained against, rebuilt from the training config stored
 /// in it (same file, same split seed and size), so that `eval --heldout` measures exactly the
-/// pairs training never saw. Returns the held-out pairs and every sentence of the file.
-pub fn heldout_pairs(package: &ModelPackage, dirs: &DataDirs) -> Result<(Vec<Pair>, Vec<String>)> {
+/// pairs training never saw. Returns the held-out pairs, every sentence of the file, and the
+/// label range the pairs were scaled from.
+pub fn heldout_pairs(package: &ModelPackage, dirs: &DataDirs) -> Result<(Vec<Pair>, Vec<String>, (f32, f32))> {
     let cfg: TrainConfig = serde_json::from_value(package.config.training.clone()).map_err(|e| {
         TrainError::Training(format!("{}: the package does not record its training config: {e}", package.dir.display()))
     })?;
@@ -608,7 +612,7 @@ pub fn heldout_pairs(package: &ModelPackage, dirs: &DataDirs) -> Result<(Vec<Pai
     let all = load_scaled(&path, d.format, d.subset.as_deref(), d.range_of(d.format), d.skip_bad_rows)?;
     let sentences: Vec<String> = all.iter().flat_map(|p| [p.a.clone(), p.b.clone()]).collect();
     let (_, valid) = split_train_valid(all, d.valid_size, d.split_seed);
-    Ok((valid, sentences))
+    Ok((valid, sentences, d.range_of(d.format)))
 }
 
 #[cfg(test)]

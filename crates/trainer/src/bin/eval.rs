@@ -72,13 +72,7 @@ fn main() -> anyhow::Result<()> {
     let dirs = DataDirs { data: args.data_dir.clone(), ..Default::default() };
 
     let (pairs, range, extra, what) = if args.heldout {
-        let (pairs, sentences) = trainer::heldout_pairs(&package, &dirs)?;
-        let range = package
-            .config
-            .training
-            .pointer("/data/format")
-            .and_then(|f| serde_json::from_value::<PairFormat>(f.clone()).ok())
-            .map_or((0.0, 1.0), |f| f.score_range());
+        let (pairs, sentences, range) = trainer::heldout_pairs(&package, &dirs)?;
         (pairs, range, Some(sentences), format!("held-out validation pairs of {}", package.dir.display()))
     } else {
         let split = args.split.clone().context("--split is required")?;
