@@ -25,9 +25,11 @@
 pub mod backend;
 pub mod embed;
 pub mod energy;
+pub mod fused;
 pub mod glove;
 pub mod loss;
 pub mod lstm;
+pub mod lstm_op;
 pub mod model;
 pub mod package;
 

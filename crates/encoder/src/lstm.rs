@@ -86,7 +86,38 @@ impl MaskedLstm {
 
     /// Runs the recurrence over `input` `[B, T, d]` under `mask` `[B, T]` (1 = token, 0 = pad).
     /// Rows must be right-padded. With `keep_all`, also returns every step's hidden state.
+    ///
+    /// On the CPU backends this is one fused operation with a hand-written backward pass
+    /// ([`crate::lstm_op`]); elsewhere it is [`MaskedLstm::forward_composed`]. Both compute the
+    /// same numbers.
     pub fn forward(&self, input: Tensor<3>, mask: Tensor<2>, keep_all: bool) -> LstmOutput {
+        if !crate::lstm_op::supported(&input.device()) {
+            return self.forward_composed(input, mask, keep_all);
+        }
+        let [b, _, _] = input.dims();
+        let h = self.d_hidden();
+        let all = crate::lstm_op::masked_lstm(
+            input,
+            mask.clone(),
+            self.w_input.val(),
+            self.w_hidden.val(),
+            self.bias.val(),
+            self.reverse,
+        );
+        // The final state is the output at the last real token (the first one when reading
+        // backwards); an empty row's output is zero everywhere.
+        let last = if self.reverse {
+            all.clone().slice([0..b, 0..1, 0..h]).reshape([b, h])
+        } else {
+            let index = mask.sum_dim(1).sub_scalar(1.0).clamp_min(0.0).int().unsqueeze_dim::<3>(2).repeat_dim(2, h);
+            all.clone().gather(1, index).reshape([b, h])
+        };
+        LstmOutput { last, all: keep_all.then_some(all) }
+    }
+
+    /// The recurrence as a chain of tensor ops, mask-gated step by step: runs on every backend
+    /// (wgpu uses it) and is the reference the fused operation is tested against.
+    pub fn forward_composed(&self, input: Tensor<3>, mask: Tensor<2>, keep_all: bool) -> LstmOutput {
         let [b, t, d] = input.dims();
         let h = self.d_hidden();
         let device = input.device();
@@ -217,6 +248,112 @@ mod tests {
             for (a, b) in alone[0].iter().zip(&padded[0]) {
                 assert!((a - b).abs() < 1e-6, "{a} vs {b}");
             }
+        }
+    }
+
+    /// A padded batch of random vectors, as tensors, with its mask.
+    fn batch(lengths: &[usize], t: usize, d: usize, seed: u64, device: &Device) -> (Tensor<3>, Tensor<2>) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let x = uniform(&mut rng, lengths.len() * t * d, 1.0);
+        let mut m = vec![0f32; lengths.len() * t];
+        for (r, &len) in lengths.iter().enumerate() {
+            m[r * t..r * t + len].fill(1.0);
+        }
+        (
+            Tensor::from_data(TensorData::new(x, [lengths.len(), t, d]), device),
+            Tensor::from_data(TensorData::new(m, [lengths.len(), t]), device),
+        )
+    }
+
+    fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().try_into_vec::<f32>().unwrap()
+    }
+
+    fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}: lengths");
+        for (k, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() < tol, "{what}[{k}]: {x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn fused_operation_matches_the_composed_recurrence_forward_and_backward() {
+        use crate::Backend;
+        let lengths = [6usize, 2, 0, 5, 1];
+        for backend in [Backend::Ndarray, Backend::Flex] {
+            let device = backend.device().autodiff();
+            assert!(crate::lstm_op::supported(&device));
+            for reverse in [false, true] {
+                let lstm = MaskedLstmConfig::new(5, 7).with_reverse(reverse).with_seed(11).init(&device);
+                let (x, m) = batch(&lengths, 6, 5, 4, &device);
+                let run = |fused: bool| {
+                    let x = x.clone().require_grad();
+                    let out = if fused {
+                        lstm.forward(x.clone(), m.clone(), true)
+                    } else {
+                        lstm.forward_composed(x.clone(), m.clone(), true)
+                    };
+                    let all = out.all.unwrap();
+                    // A loss that reads both outputs, with different weights per element.
+                    let probe = Tensor::<1, Int>::arange(0..(5 * 6 * 7) as i64, &device).float().reshape([5, 6, 7]).cos();
+                    let loss = (all.clone() * probe).sum() + out.last.clone().powi_scalar(2).sum();
+                    let grads = loss.backward();
+                    (
+                        host(all),
+                        host(out.last),
+                        host(x.grad(&grads).unwrap()),
+                        host(lstm.w_input.val().grad(&grads).unwrap()),
+                        host(lstm.w_hidden.val().grad(&grads).unwrap()),
+                        host(lstm.bias.val().grad(&grads).unwrap()),
+                    )
+                };
+                let (f, c) = (run(true), run(false));
+                let what = format!("{backend} reverse={reverse}");
+                assert_close(&f.0, &c.0, 1e-5, &format!("{what} all"));
+                assert_close(&f.1, &c.1, 1e-5, &format!("{what} last"));
+                assert_close(&f.2, &c.2, 1e-5, &format!("{what} d input"));
+                assert_close(&f.3, &c.3, 1e-5, &format!("{what} d w_input"));
+                assert_close(&f.4, &c.4, 1e-5, &format!("{what} d w_hidden"));
+                assert_close(&f.5, &c.5, 1e-5, &format!("{what} d bias"));
+            }
+        }
+    }
+
+    #[test]
+    fn fused_operation_matches_burns_stock_lstm() {
+        use burn::nn::{Linear, LstmConfig};
+        let device = device();
+        let (d, h, t) = (6usize, 8usize, 7usize);
+        for reverse in [false, true] {
+            let ours = MaskedLstmConfig::new(d, h).with_reverse(reverse).with_seed(5).init(&device);
+            // burn's Lstm keeps one input and one hidden Linear per gate; give it our weights,
+            // the bias on the input side only.
+            let mut stock = LstmConfig::new(d, h, true).with_reverse(reverse).with_batch_first(true).init(&device);
+            let w_in = ours.w_input.val();
+            let w_h = ours.w_hidden.val();
+            let bias = ours.bias.val();
+            let gate = |k: usize| {
+                let cols = k * h..(k + 1) * h;
+                (
+                    Linear {
+                        weight: Param::from_tensor(w_in.clone().slice([0..d, cols.clone()])),
+                        bias: Some(Param::from_tensor(bias.clone().slice([cols.clone()]))),
+                    },
+                    Linear { weight: Param::from_tensor(w_h.clone().slice([0..h, cols])), bias: Some(Param::from_tensor(Tensor::zeros([h], &device))) },
+                )
+            };
+            (stock.input_gate.input_transform, stock.input_gate.hidden_transform) = gate(0);
+            let forget = stock.forget_gate.as_mut().expect("uncoupled forget gate");
+            (forget.input_transform, forget.hidden_transform) = gate(1);
+            (stock.cell_gate.input_transform, stock.cell_gate.hidden_transform) = gate(2);
+            (stock.output_gate.input_transform, stock.output_gate.hidden_transform) = gate(3);
+
+            // Unpadded rows: the stock LSTM has no mask, so every row uses all 7 steps.
+            let (x, m) = batch(&[t, t, t], t, d, 8, &device);
+            let (stock_all, stock_state) = stock.forward(x.clone(), None);
+            let ours_out = ours.forward(x, m, true);
+            assert_close(&host(ours_out.all.unwrap()), &host(stock_all), 1e-5, &format!("reverse={reverse} all"));
+            assert_close(&host(ours_out.last), &host(stock_state.hidden), 1e-5, &format!("reverse={reverse} last"));
         }
     }
 

@@ -1,0 +1,475 @@
+//! The masked LSTM's forward and backward passes as host kernels, for the CPU backends.
+//!
+//! Run as a chain of burn tensor ops, each time step costs about twenty small ops, and with
+//! autodiff each one also records a graph node; the profile of a training step was spread over
+//! allocation, page faults, copies and elementwise loops rather than the matmuls. These kernels do
+//! the same arithmetic in a few buffers:
+//!
+//! - rows are sorted by length, longest first, and every step works on the prefix of rows that
+//!   are still reading, so padded steps cost nothing (PyTorch's packed sequences do the same);
+//! - the input projection of every real token is one `[N, d] × [d, 4h]` matmul, each step one
+//!   `[n, h] × [h, 4h]` matmul added in place, and the four gates are one pass over that row;
+//! - the backward pass is hand-derived back-propagation through time, with one matmul per step
+//!   for the recurrent gradient and one each for the weight gradients of the whole sequence.
+//!
+//! A row's final state is the state after its last real token, exactly as the mask-gated
+//! recurrence in [`crate::lstm`] computes it; the tests there check both against each other and
+//! against burn's stock `Lstm`.
+
+use rayon::prelude::*;
+
+/// Weights of one direction, row-major, gates ordered input, forget, cell, output.
+#[derive(Debug, Clone, Copy)]
+pub struct Weights<'a> {
+    /// `[d, 4h]`.
+    pub w_input: &'a [f32],
+    /// `[h, 4h]`.
+    pub w_hidden: &'a [f32],
+    /// `[4h]`.
+    pub bias: &'a [f32],
+    /// Input size.
+    pub d: usize,
+    /// Hidden size.
+    pub h: usize,
+}
+
+/// Where each step's rows live in the packed layout.
+#[derive(Debug, Clone)]
+pub struct Packing {
+    /// Sorted position → row of the batch (longest row first).
+    pub order: Vec<usize>,
+    /// Length of each sorted row.
+    pub lens: Vec<usize>,
+    /// Per step: offset of its first row in the packed buffers, and how many rows still read.
+    pub steps: Vec<(usize, usize)>,
+    /// Packed rows in all (the number of real tokens).
+    pub total: usize,
+    /// Read each row from its last token to its first.
+    pub reverse: bool,
+}
+
+impl Packing {
+    /// Packs a batch whose rows have `lengths` real tokens (right-padded to any width).
+    pub fn new(lengths: &[usize], reverse: bool) -> Self {
+        let mut order: Vec<usize> = (0..lengths.len()).collect();
+        order.sort_by_key(|&r| std::cmp::Reverse(lengths[r]));
+        let lens: Vec<usize> = order.iter().map(|&r| lengths[r]).collect();
+        let max = lens.first().copied().unwrap_or(0);
+        let mut steps = Vec::with_capacity(max);
+        let mut offset = 0;
+        for s in 0..max {
+            let n = lens.partition_point(|&l| l > s);
+            steps.push((offset, n));
+            offset += n;
+        }
+        Packing { order, lens, steps, total: offset, reverse }
+    }
+
+    /// Time index, in the padded batch, of sorted row `r` at step `s`.
+    fn position(&self, r: usize, s: usize) -> usize {
+        if self.reverse {
+            self.lens[r] - 1 - s
+        } else {
+            s
+        }
+    }
+
+    /// Calls `f(packed_row, batch_row, time)` for every real token.
+    fn for_each(&self, mut f: impl FnMut(usize, usize, usize)) {
+        for (s, &(offset, n)) in self.steps.iter().enumerate() {
+            for r in 0..n {
+                f(offset + r, self.order[r], self.position(r, s));
+            }
+        }
+    }
+}
+
+/// What the backward pass needs from the forward pass.
+#[derive(Debug, Clone)]
+pub struct Saved {
+    /// The packing of the batch.
+    pub packing: Packing,
+    /// Packed inputs, `[N, d]`.
+    pub inputs: Vec<f32>,
+    /// Activated gates (i, f, g, o) per packed row, `[N, 4h]`.
+    pub gates: Vec<f32>,
+    /// Cell state after each packed row, `[N, h]`.
+    pub cells: Vec<f32>,
+    /// Hidden state after each packed row, `[N, h]`.
+    pub hidden: Vec<f32>,
+}
+
+/// Gradients of one direction.
+#[derive(Debug, Clone)]
+pub struct Grads {
+    /// `[B, T, d]`, zero on padding.
+    pub input: Vec<f32>,
+    /// `[d, 4h]`.
+    pub w_input: Vec<f32>,
+    /// `[h, 4h]`.
+    pub w_hidden: Vec<f32>,
+    /// `[4h]`.
+    pub bias: Vec<f32>,
+}
+
+/// `c[m, n] = beta · c + a[m, k] · b[k, n]`, each matrix given with its row and column strides.
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: (&[f32], isize, isize),
+    b: (&[f32], isize, isize),
+    beta: f32,
+    c: &mut [f32],
+    rsc: isize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |rows: usize, cols: usize, rs: isize, cs: isize| -> usize {
+        if rows == 0 || cols == 0 {
+            0
+        } else {
+            ((rows - 1) as isize * rs + (cols - 1) as isize * cs) as usize + 1
+        }
+    };
+    assert!(a.0.len() >= last(m, k, a.1, a.2) && b.0.len() >= last(k, n, b.1, b.2) && c.len() >= last(m, n, rsc, 1));
+    // SAFETY: the assertion above keeps every strided access inside the three slices, and `c`
+    // does not alias `a` or `b` (it is a distinct `&mut`).
+    unsafe {
+        matrixmultiply::sgemm(m, k, n, 1.0, a.0.as_ptr(), a.1, a.2, b.0.as_ptr(), b.1, b.2, beta, c.as_mut_ptr(), rsc, 1);
+    }
+}
+
+/// `e^x` to about 2 ulp: range reduction to `[-ln2/2, ln2/2]`, a degree-6 polynomial (Cephes'
+/// `expf` coefficients) and the exponent written into the float's bits. Unlike libm's `expf`
+/// it inlines, so the gate loops below vectorize; the gate functions spend most of their time
+/// here.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * std::f32::consts::LOG2_E).round();
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let e = p * r * r + r + 1.0;
+    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+#[inline(always)]
+fn tanh(x: f32) -> f32 {
+    2.0 * sigmoid(2.0 * x) - 1.0
+}
+
+/// Compiles `$body` twice, once for AVX2 + FMA, and picks the version the CPU supports at run
+/// time: the workspace builds for baseline x86-64, whose 4-wide SSE leaves half the machine idle.
+macro_rules! multiversion {
+    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU was just checked for both features.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
+multiversion! {
+    /// One step of one row: `z` holds the gate pre-activations and leaves holding the activated
+    /// gates; `cell` and `hidden` receive the new state.
+    fn step_row(z: &mut [f32], c_prev: &[f32], cell: &mut [f32], hidden: &mut [f32]) {
+        let h = cell.len();
+        let (zi, rest) = z.split_at_mut(h);
+        let (zf, rest) = rest.split_at_mut(h);
+        let (zg, zo) = rest.split_at_mut(h);
+        let (zf, zg, zo, c_prev, hidden) = (&mut zf[..h], &mut zg[..h], &mut zo[..h], &c_prev[..h], &mut hidden[..h]);
+        for u in 0..h {
+            let i = sigmoid(zi[u]);
+            let f = sigmoid(zf[u]);
+            let g = tanh(zg[u]);
+            let o = sigmoid(zo[u]);
+            let c = f * c_prev[u] + i * g;
+            cell[u] = c;
+            hidden[u] = o * tanh(c);
+            zi[u] = i;
+            zf[u] = f;
+            zg[u] = g;
+            zo[u] = o;
+        }
+    }
+}
+
+multiversion! {
+    /// Back-propagates one row of one step: from the activated gates `z`, the cell states, and the
+    /// incoming gradients of the hidden state (`dh` carried plus `dh_out` from the output) and of
+    /// the cell (`dc`, replaced by the gradient for the previous cell), into `dz`.
+    fn step_row_backward(
+        z: &[f32],
+        cell: &[f32],
+        c_prev: &[f32],
+        dh: &[f32],
+        dh_out: &[f32],
+        dc: &mut [f32],
+        dz: &mut [f32],
+    ) {
+        let h = cell.len();
+        let (zi, rest) = z.split_at(h);
+        let (zf, rest) = rest.split_at(h);
+        let (zg, zo) = rest.split_at(h);
+        let (dzi, rest) = dz.split_at_mut(h);
+        let (dzf, rest) = rest.split_at_mut(h);
+        let (dzg, dzo) = rest.split_at_mut(h);
+        let (zi, zf, zg, zo, c_prev, dh, dh_out, dc) = (&zi[..h], &zf[..h], &zg[..h], &zo[..h], &c_prev[..h], &dh[..h], &dh_out[..h], &mut dc[..h]);
+        let (dzi, dzf, dzg, dzo) = (&mut dzi[..h], &mut dzf[..h], &mut dzg[..h], &mut dzo[..h]);
+        for u in 0..h {
+            let (i, f, g, o) = (zi[u], zf[u], zg[u], zo[u]);
+            let tc = tanh(cell[u]);
+            let dhu = dh[u] + dh_out[u];
+            let dcu = dc[u] + dhu * o * (1.0 - tc * tc);
+            dzi[u] = dcu * g * i * (1.0 - i);
+            dzf[u] = dcu * c_prev[u] * f * (1.0 - f);
+            dzg[u] = dcu * i * (1.0 - g * g);
+            dzo[u] = dhu * tc * o * (1.0 - o);
+            dc[u] = dcu * f;
+        }
+    }
+}
+
+/// Below this many state values per step, splitting the rows over threads costs more than it saves.
+const PARALLEL_FROM: usize = 8192;
+
+/// Runs the LSTM over `input` `[B, T, d]` whose rows have `lengths` real tokens. Returns every
+/// step's hidden state `[B, T, h]` (zero on padding) and, with `save`, what the backward pass
+/// needs.
+pub fn forward(input: &[f32], lengths: &[usize], t: usize, w: Weights<'_>, reverse: bool, save: bool) -> (Vec<f32>, Option<Saved>) {
+    let (d, h) = (w.d, w.h);
+    let b = lengths.len();
+    let g4 = 4 * h;
+    let packing = Packing::new(lengths, reverse);
+    let total = packing.total;
+    let mut inputs = vec![0f32; total * d];
+    packing.for_each(|p, row, time| {
+        let src = (row * t + time) * d;
+        inputs[p * d..(p + 1) * d].copy_from_slice(&input[src..src + d]);
+    });
+    // Input projection of every real token at once, on top of the bias.
+    let mut gates = vec![0f32; total * g4];
+    for row in gates.chunks_exact_mut(g4) {
+        row.copy_from_slice(w.bias);
+    }
+    gemm(total, d, g4, (&inputs, d as isize, 1), (w.w_input, g4 as isize, 1), 1.0, &mut gates, g4 as isize);
+
+    let mut cells = vec![0f32; total * h];
+    let mut hidden = vec![0f32; total * h];
+    let zeros = vec![0f32; b * h];
+    let mut prev_offset = 0;
+    for (s, &(offset, n)) in packing.steps.iter().enumerate() {
+        if s > 0 {
+            let h_prev = &hidden[prev_offset * h..(prev_offset + n) * h];
+            gemm(n, h, g4, (h_prev, h as isize, 1), (w.w_hidden, g4 as isize, 1), 1.0, &mut gates[offset * g4..(offset + n) * g4], g4 as isize);
+        }
+        let (before, current) = cells.split_at_mut(offset * h);
+        let c_prev: &[f32] = if s > 0 { &before[prev_offset * h..(prev_offset + n) * h] } else { &zeros[..n * h] };
+        let rows = gates[offset * g4..(offset + n) * g4]
+            .par_chunks_mut(g4)
+            .zip(c_prev.par_chunks(h))
+            .zip(current[..n * h].par_chunks_mut(h))
+            .zip(hidden[offset * h..(offset + n) * h].par_chunks_mut(h));
+        let min_len = (PARALLEL_FROM / h).max(1);
+        rows.with_min_len(min_len).for_each(|(((z, c_prev), cell), hid)| step_row(z, c_prev, cell, hid));
+        prev_offset = offset;
+    }
+
+    let mut out = vec![0f32; b * t * h];
+    packing.for_each(|p, row, time| {
+        let dst = (row * t + time) * h;
+        out[dst..dst + h].copy_from_slice(&hidden[p * h..(p + 1) * h]);
+    });
+    let saved = save.then(|| Saved { packing, inputs, gates, cells, hidden });
+    (out, saved)
+}
+
+/// Back-propagates `grad_output` `[B, T, h]` (the gradient of every step's hidden state; padding
+/// entries are ignored) through the pass that produced `saved`.
+pub fn backward(saved: &Saved, grad_output: &[f32], t: usize, w: Weights<'_>) -> Grads {
+    let (d, h) = (w.d, w.h);
+    let g4 = 4 * h;
+    let packing = &saved.packing;
+    let b = packing.order.len();
+    let total = packing.total;
+    let mut grad_hidden = vec![0f32; total * h];
+    packing.for_each(|p, row, time| {
+        let src = (row * t + time) * h;
+        grad_hidden[p * h..(p + 1) * h].copy_from_slice(&grad_output[src..src + h]);
+    });
+
+    // Gradient flowing into each sorted row's hidden and cell state from later steps.
+    let mut dh = vec![0f32; b * h];
+    let mut dc = vec![0f32; b * h];
+    let mut dz = vec![0f32; total * g4];
+    let zeros = vec![0f32; b * h];
+    let mut w_hidden_grad = vec![0f32; h * g4];
+    for s in (0..packing.steps.len()).rev() {
+        let (offset, n) = packing.steps[s];
+        let prev_offset = if s > 0 { packing.steps[s - 1].0 } else { 0 };
+        let c_prev: &[f32] = if s > 0 { &saved.cells[prev_offset * h..(prev_offset + n) * h] } else { &zeros[..n * h] };
+        let rows = saved.gates[offset * g4..(offset + n) * g4]
+            .par_chunks(g4)
+            .zip(saved.cells[offset * h..(offset + n) * h].par_chunks(h))
+            .zip(c_prev.par_chunks(h))
+            .zip(dh[..n * h].par_chunks(h))
+            .zip(grad_hidden[offset * h..(offset + n) * h].par_chunks(h))
+            .zip(dc[..n * h].par_chunks_mut(h))
+            .zip(dz[offset * g4..(offset + n) * g4].par_chunks_mut(g4));
+        let min_len = (PARALLEL_FROM / h).max(1);
+        rows.with_min_len(min_len).for_each(|((((((z, cell), c_prev), dh), dh_out), dc), dz)| {
+            step_row_backward(z, cell, c_prev, dh, dh_out, dc, dz)
+        });
+        let dz_step = &dz[offset * g4..(offset + n) * g4];
+        if s > 0 {
+            // dh_prev = dz · W_hᵀ, and W_h's gradient h_prevᵀ · dz.
+            gemm(n, g4, h, (dz_step, g4 as isize, 1), (w.w_hidden, 1, g4 as isize), 0.0, &mut dh[..n * h], h as isize);
+            let h_prev = &saved.hidden[prev_offset * h..(prev_offset + n) * h];
+            gemm(h, n, g4, (h_prev, 1, h as isize), (dz_step, g4 as isize, 1), 1.0, &mut w_hidden_grad, g4 as isize);
+        } else {
+            dh[..n * h].fill(0.0);
+        }
+    }
+
+    let mut w_input_grad = vec![0f32; d * g4];
+    gemm(d, total, g4, (&saved.inputs, 1, d as isize), (&dz, g4 as isize, 1), 0.0, &mut w_input_grad, g4 as isize);
+    let mut bias_grad = vec![0f32; g4];
+    for row in dz.chunks_exact(g4) {
+        for (acc, v) in bias_grad.iter_mut().zip(row) {
+            *acc += v;
+        }
+    }
+    let mut packed_input_grad = vec![0f32; total * d];
+    gemm(total, g4, d, (&dz, g4 as isize, 1), (w.w_input, 1, g4 as isize), 0.0, &mut packed_input_grad, d as isize);
+    let mut input_grad = vec![0f32; b * t * d];
+    packing.for_each(|p, row, time| {
+        let dst = (row * t + time) * d;
+        input_grad[dst..dst + d].copy_from_slice(&packed_input_grad[p * d..(p + 1) * d]);
+    });
+    Grads { input: input_grad, w_input: w_input_grad, w_hidden: w_hidden_grad, bias: bias_grad }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    fn random(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        (0..n).map(|_| rng.random_range(-0.5f32..0.5)).collect()
+    }
+
+    #[test]
+    fn fast_exp_sigmoid_and_tanh_match_libm() {
+        let mut x = -90.0f32;
+        while x < 90.0 {
+            let (e, want) = (exp(x), x.exp());
+            if x.abs() < 87.0 {
+                assert!(((e - want) / want).abs() < 1e-6, "exp({x}): {e} vs {want}");
+            }
+            assert!((sigmoid(x) - 1.0 / (1.0 + (-x).exp())).abs() < 1e-6, "sigmoid({x})");
+            assert!((tanh(x) - x.tanh()).abs() < 1e-6, "tanh({x})");
+            x += 0.0137;
+        }
+        assert_eq!(sigmoid(-1e9), 0.0f32.max(sigmoid(-1e9)));
+        assert!(tanh(1e9) <= 1.0 && tanh(-1e9) >= -1.0);
+    }
+
+    #[test]
+    fn packing_puts_the_longest_rows_first_and_counts_real_tokens() {
+        let p = Packing::new(&[2, 0, 3, 1], false);
+        assert_eq!(p.order, vec![2, 0, 3, 1]);
+        assert_eq!(p.steps, vec![(0, 3), (3, 2), (5, 1)]);
+        assert_eq!(p.total, 6);
+        let rev = Packing::new(&[2, 3], true);
+        // Sorted row 0 is batch row 1 (3 tokens): reversed, step 0 reads its token 2.
+        assert_eq!(rev.position(0, 0), 2);
+        assert_eq!(rev.position(1, 0), 1);
+    }
+
+    /// The loss `Σ out · probe` as a function of one perturbed value, for finite differences.
+    fn loss(input: &[f32], lengths: &[usize], t: usize, w: Weights<'_>, reverse: bool, probe: &[f32]) -> f64 {
+        let (out, _) = forward(input, lengths, t, w, reverse, false);
+        out.iter().zip(probe).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum()
+    }
+
+    #[test]
+    fn backward_matches_finite_differences() {
+        let (d, h, t) = (3usize, 4usize, 5usize);
+        let lengths = [5usize, 2, 0, 4];
+        let b = lengths.len();
+        for reverse in [false, true] {
+            let params = [random(b * t * d, 1), random(d * 4 * h, 2), random(h * 4 * h, 3), random(4 * h, 4)];
+            let probe = random(b * t * h, 5);
+            fn weights(p: &[Vec<f32>; 4], d: usize, h: usize) -> Weights<'_> {
+                Weights { w_input: &p[1], w_hidden: &p[2], bias: &p[3], d, h }
+            }
+            let loss_with = |which: usize, k: usize, delta: f32| {
+                let mut p = params.clone();
+                p[which][k] += delta;
+                loss(&p[0], &lengths, t, weights(&p, d, h), reverse, &probe)
+            };
+            let w = weights(&params, d, h);
+            let (_, saved) = forward(&params[0], &lengths, t, w, reverse, true);
+            let grads = backward(&saved.unwrap(), &probe, t, w);
+            let analytic = [&grads.input, &grads.w_input, &grads.w_hidden, &grads.bias];
+            let probes: [&[usize]; 4] = [&[0, 7, 20, 31, 45], &[0, 5, 17, 40], &[0, 9, 33, 63], &[0, 6, 11, 15]];
+            let eps = 1e-2f32;
+            for (which, ks) in probes.iter().enumerate() {
+                for &k in *ks {
+                    let numeric = (loss_with(which, k, eps) - loss_with(which, k, -eps)) / (2.0 * f64::from(eps));
+                    let a = f64::from(analytic[which][k]);
+                    assert!((a - numeric).abs() < 2e-3, "reverse={reverse} param {which}[{k}]: {a} vs {numeric}");
+                }
+            }
+            // Padding gets no gradient: row 1 has 2 tokens, row 2 none.
+            assert!(grads.input[(t + 2) * d..2 * t * d].iter().all(|&v| v == 0.0));
+            assert!(grads.input[2 * t * d..3 * t * d].iter().all(|&v| v == 0.0));
+        }
+    }
+
+    #[test]
+    fn padding_and_batch_order_do_not_change_a_row() {
+        let (d, h) = (3usize, 5usize);
+        let w_input = random(d * 4 * h, 2);
+        let w_hidden = random(h * 4 * h, 3);
+        let bias = random(4 * h, 4);
+        let w = Weights { w_input: &w_input, w_hidden: &w_hidden, bias: &bias, d, h };
+        let sentence = random(3 * d, 9);
+        let (alone, _) = forward(&sentence, &[3], 3, w, false, false);
+        // The same sentence padded to 7 steps, second in a batch behind a longer row.
+        let t = 7;
+        let mut input = random(2 * t * d, 10);
+        input[t * d..(t + 3) * d].copy_from_slice(&sentence);
+        let (out, _) = forward(&input, &[6, 3], t, w, false, false);
+        assert_eq!(&out[t * h..(t + 3) * h], &alone[..]);
+        assert!(out[(t + 3) * h..2 * t * h].iter().all(|&v| v == 0.0));
+    }
+}
