@@ -9,6 +9,8 @@
 //!   are still reading, so padded steps cost nothing (PyTorch's packed sequences do the same);
 //! - the input projection of every real token is one `[N, d] × [d, 4h]` matmul, each step one
 //!   `[n, h] × [h, 4h]` matmul added in place, and the four gates are one pass over that row;
+//! - a step's rows are split into one block per thread (rayon); each block runs its own slice of
+//!   the step's matmul (single-threaded `gemm`) and its gate loop, so a step costs one join;
 //! - the backward pass is hand-derived back-propagation through time, with one matmul per step
 //!   for the recurrent gradient and one each for the weight gradients of the whole sequence.
 //!
@@ -112,17 +114,20 @@ pub struct Grads {
     pub bias: Vec<f32>,
 }
 
-/// `c[m, n] = beta · c + a[m, k] · b[k, n]`, each matrix given with its row and column strides.
+/// `c[m, n] (+)= a[m, k] · b[k, n]`, each operand given with its row and column strides; `c` is
+/// row-major with row stride `rsc`. `parallel` spreads one large product over rayon's threads;
+/// the per-step products are small and run inside a rayon task of their own instead.
 #[allow(clippy::too_many_arguments)]
-fn gemm(
+fn matmul(
     m: usize,
     k: usize,
     n: usize,
     a: (&[f32], isize, isize),
     b: (&[f32], isize, isize),
-    beta: f32,
+    accumulate: bool,
     c: &mut [f32],
     rsc: isize,
+    parallel: bool,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -135,10 +140,50 @@ fn gemm(
         }
     };
     assert!(a.0.len() >= last(m, k, a.1, a.2) && b.0.len() >= last(k, n, b.1, b.2) && c.len() >= last(m, n, rsc, 1));
+    if k == 0 {
+        if !accumulate {
+            for row in 0..m {
+                c[row * rsc as usize..row * rsc as usize + n].fill(0.0);
+            }
+        }
+        return;
+    }
+    let parallelism = if parallel { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
     // SAFETY: the assertion above keeps every strided access inside the three slices, and `c`
-    // does not alias `a` or `b` (it is a distinct `&mut`).
+    // does not alias `a` or `b` (it is a distinct `&mut`). gemm computes
+    // `dst = alpha · dst + beta · lhs · rhs`, reading `dst` only when `accumulate`.
     unsafe {
-        matrixmultiply::sgemm(m, k, n, 1.0, a.0.as_ptr(), a.1, a.2, b.0.as_ptr(), b.1, b.2, beta, c.as_mut_ptr(), rsc, 1);
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            rsc,
+            accumulate,
+            a.0.as_ptr(),
+            a.2,
+            a.1,
+            b.0.as_ptr(),
+            b.2,
+            b.1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// Rows per rayon task for a step of `n` rows: the rows split evenly over the threads, unless the
+/// step is too small to be worth splitting.
+fn block_rows(n: usize, h: usize) -> usize {
+    if n * h < PARALLEL_FROM {
+        n.max(1)
+    } else {
+        n.div_ceil(rayon::current_num_threads()).max(1)
     }
 }
 
@@ -278,26 +323,37 @@ pub fn forward(input: &[f32], lengths: &[usize], t: usize, w: Weights<'_>, rever
     for row in gates.chunks_exact_mut(g4) {
         row.copy_from_slice(w.bias);
     }
-    gemm(total, d, g4, (&inputs, d as isize, 1), (w.w_input, g4 as isize, 1), 1.0, &mut gates, g4 as isize);
+    matmul(total, d, g4, (&inputs, d as isize, 1), (w.w_input, g4 as isize, 1), true, &mut gates, g4 as isize, true);
 
     let mut cells = vec![0f32; total * h];
     let mut hidden = vec![0f32; total * h];
     let zeros = vec![0f32; b * h];
     let mut prev_offset = 0;
     for (s, &(offset, n)) in packing.steps.iter().enumerate() {
-        if s > 0 {
-            let h_prev = &hidden[prev_offset * h..(prev_offset + n) * h];
-            gemm(n, h, g4, (h_prev, h as isize, 1), (w.w_hidden, g4 as isize, 1), 1.0, &mut gates[offset * g4..(offset + n) * g4], g4 as isize);
-        }
-        let (before, current) = cells.split_at_mut(offset * h);
-        let c_prev: &[f32] = if s > 0 { &before[prev_offset * h..(prev_offset + n) * h] } else { &zeros[..n * h] };
-        let rows = gates[offset * g4..(offset + n) * g4]
-            .par_chunks_mut(g4)
-            .zip(c_prev.par_chunks(h))
-            .zip(current[..n * h].par_chunks_mut(h))
-            .zip(hidden[offset * h..(offset + n) * h].par_chunks_mut(h));
-        let min_len = (PARALLEL_FROM / h).max(1);
-        rows.with_min_len(min_len).for_each(|(((z, c_prev), cell), hid)| step_row(z, c_prev, cell, hid));
+        // Each task takes a block of rows through the recurrent matmul and the gate functions.
+        let (cells_before, cells_now) = cells.split_at_mut(offset * h);
+        let (hidden_before, hidden_now) = hidden.split_at_mut(offset * h);
+        let (c_prev, h_prev): (&[f32], &[f32]) = if s > 0 {
+            (&cells_before[prev_offset * h..(prev_offset + n) * h], &hidden_before[prev_offset * h..(prev_offset + n) * h])
+        } else {
+            (&zeros[..n * h], &zeros[..n * h])
+        };
+        let block = block_rows(n, h);
+        gates[offset * g4..(offset + n) * g4]
+            .par_chunks_mut(block * g4)
+            .zip(cells_now[..n * h].par_chunks_mut(block * h))
+            .zip(hidden_now[..n * h].par_chunks_mut(block * h))
+            .zip(c_prev.par_chunks(block * h).zip(h_prev.par_chunks(block * h)))
+            .for_each(|(((z, cell), hid), (c_prev, h_prev))| {
+                let rows = cell.len() / h;
+                if s > 0 {
+                    matmul(rows, h, g4, (h_prev, h as isize, 1), (w.w_hidden, g4 as isize, 1), true, z, g4 as isize, false);
+                }
+                for r in 0..rows {
+                    let (hr, gr) = (r * h..(r + 1) * h, r * g4..(r + 1) * g4);
+                    step_row(&mut z[gr], &c_prev[hr.clone()], &mut cell[hr.clone()], &mut hid[hr]);
+                }
+            });
         prev_offset = offset;
     }
 
@@ -329,36 +385,44 @@ pub fn backward(saved: &Saved, grad_output: &[f32], t: usize, w: Weights<'_>) ->
     let mut dc = vec![0f32; b * h];
     let mut dz = vec![0f32; total * g4];
     let zeros = vec![0f32; b * h];
-    let mut w_hidden_grad = vec![0f32; h * g4];
     for s in (0..packing.steps.len()).rev() {
         let (offset, n) = packing.steps[s];
         let prev_offset = if s > 0 { packing.steps[s - 1].0 } else { 0 };
         let c_prev: &[f32] = if s > 0 { &saved.cells[prev_offset * h..(prev_offset + n) * h] } else { &zeros[..n * h] };
-        let rows = saved.gates[offset * g4..(offset + n) * g4]
-            .par_chunks(g4)
-            .zip(saved.cells[offset * h..(offset + n) * h].par_chunks(h))
-            .zip(c_prev.par_chunks(h))
-            .zip(dh[..n * h].par_chunks(h))
-            .zip(grad_hidden[offset * h..(offset + n) * h].par_chunks(h))
-            .zip(dc[..n * h].par_chunks_mut(h))
-            .zip(dz[offset * g4..(offset + n) * g4].par_chunks_mut(g4));
-        let min_len = (PARALLEL_FROM / h).max(1);
-        rows.with_min_len(min_len).for_each(|((((((z, cell), c_prev), dh), dh_out), dc), dz)| {
-            step_row_backward(z, cell, c_prev, dh, dh_out, dc, dz)
-        });
-        let dz_step = &dz[offset * g4..(offset + n) * g4];
-        if s > 0 {
-            // dh_prev = dz · W_hᵀ, and W_h's gradient h_prevᵀ · dz.
-            gemm(n, g4, h, (dz_step, g4 as isize, 1), (w.w_hidden, 1, g4 as isize), 0.0, &mut dh[..n * h], h as isize);
-            let h_prev = &saved.hidden[prev_offset * h..(prev_offset + n) * h];
-            gemm(h, n, g4, (h_prev, 1, h as isize), (dz_step, g4 as isize, 1), 1.0, &mut w_hidden_grad, g4 as isize);
-        } else {
-            dh[..n * h].fill(0.0);
-        }
+        // Each task takes a block of rows through the gate derivatives, then passes the gradient
+        // to the previous hidden state: dh_prev = dz · W_hᵀ.
+        let block = block_rows(n, h);
+        saved.gates[offset * g4..(offset + n) * g4]
+            .par_chunks(block * g4)
+            .zip(saved.cells[offset * h..(offset + n) * h].par_chunks(block * h))
+            .zip(c_prev.par_chunks(block * h))
+            .zip(grad_hidden[offset * h..(offset + n) * h].par_chunks(block * h))
+            .zip(dh[..n * h].par_chunks_mut(block * h))
+            .zip(dc[..n * h].par_chunks_mut(block * h))
+            .zip(dz[offset * g4..(offset + n) * g4].par_chunks_mut(block * g4))
+            .for_each(|((((((z, cell), c_prev), dh_out), dh), dc), dz)| {
+                let rows = cell.len() / h;
+                for r in 0..rows {
+                    let (hr, gr) = (r * h..(r + 1) * h, r * g4..(r + 1) * g4);
+                    step_row_backward(&z[gr.clone()], &cell[hr.clone()], &c_prev[hr.clone()], &dh[hr.clone()], &dh_out[hr.clone()], &mut dc[hr], &mut dz[gr]);
+                }
+                if s > 0 {
+                    matmul(rows, g4, h, (dz, g4 as isize, 1), (w.w_hidden, 1, g4 as isize), false, dh, h as isize, false);
+                }
+            });
     }
+    // W_h's gradient for all steps at once: Σ_s h_prevᵀ · dz over the steps after the first.
+    let first = packing.steps.first().map_or(0, |&(_, n)| n);
+    let mut h_prev = vec![0f32; (total - first) * h];
+    for s in 1..packing.steps.len() {
+        let ((offset, n), (prev_offset, _)) = (packing.steps[s], packing.steps[s - 1]);
+        h_prev[(offset - first) * h..(offset - first + n) * h].copy_from_slice(&saved.hidden[prev_offset * h..(prev_offset + n) * h]);
+    }
+    let mut w_hidden_grad = vec![0f32; h * g4];
+    matmul(h, total - first, g4, (&h_prev, 1, h as isize), (&dz[first * g4..], g4 as isize, 1), false, &mut w_hidden_grad, g4 as isize, true);
 
     let mut w_input_grad = vec![0f32; d * g4];
-    gemm(d, total, g4, (&saved.inputs, 1, d as isize), (&dz, g4 as isize, 1), 0.0, &mut w_input_grad, g4 as isize);
+    matmul(d, total, g4, (&saved.inputs, 1, d as isize), (&dz, g4 as isize, 1), false, &mut w_input_grad, g4 as isize, true);
     let mut bias_grad = vec![0f32; g4];
     for row in dz.chunks_exact(g4) {
         for (acc, v) in bias_grad.iter_mut().zip(row) {
@@ -366,7 +430,7 @@ pub fn backward(saved: &Saved, grad_output: &[f32], t: usize, w: Weights<'_>) ->
         }
     }
     let mut packed_input_grad = vec![0f32; total * d];
-    gemm(total, g4, d, (&dz, g4 as isize, 1), (w.w_input, 1, g4 as isize), 0.0, &mut packed_input_grad, d as isize);
+    matmul(total, g4, d, (&dz, g4 as isize, 1), (w.w_input, 1, g4 as isize), false, &mut packed_input_grad, d as isize, true);
     let mut input_grad = vec![0f32; b * t * d];
     packing.for_each(|p, row, time| {
         let dst = (row * t + time) * d;
@@ -452,6 +516,40 @@ mod tests {
             // Padding gets no gradient: row 1 has 2 tokens, row 2 none.
             assert!(grads.input[(t + 2) * d..2 * t * d].iter().all(|&v| v == 0.0));
             assert!(grads.input[2 * t * d..3 * t * d].iter().all(|&v| v == 0.0));
+        }
+    }
+
+    /// Large enough that each step's rows are split over rayon tasks: the batch must give every
+    /// row the output it gets alone, and gradients that sum the rows' own gradients.
+    #[test]
+    fn rows_split_over_threads_give_the_same_numbers_as_rows_alone() {
+        let (d, h, t) = (4usize, 96usize, 5usize);
+        let lengths: Vec<usize> = (0..90).map(|r| 1 + r % t).collect();
+        assert!(lengths.len() * h >= PARALLEL_FROM);
+        let b = lengths.len();
+        let (w_input, w_hidden, bias) = (random(d * 4 * h, 2), random(h * 4 * h, 3), random(4 * h, 4));
+        let w = Weights { w_input: &w_input, w_hidden: &w_hidden, bias: &bias, d, h };
+        let input = random(b * t * d, 6);
+        let probe = random(b * t * h, 7);
+        let (out, saved) = forward(&input, &lengths, t, w, false, true);
+        let grads = backward(&saved.unwrap(), &probe, t, w);
+        let mut w_hidden_sum = vec![0f64; h * 4 * h];
+        for r in 0..b {
+            let x = &input[r * t * d..(r + 1) * t * d];
+            let (alone, saved) = forward(x, &[lengths[r]], t, w, false, true);
+            for (a, o) in alone.iter().zip(&out[r * t * h..(r + 1) * t * h]) {
+                assert!((a - o).abs() < 1e-5, "row {r}: {a} vs {o}");
+            }
+            let g = backward(&saved.unwrap(), &probe[r * t * h..(r + 1) * t * h], t, w);
+            for (a, o) in g.input.iter().zip(&grads.input[r * t * d..(r + 1) * t * d]) {
+                assert!((a - o).abs() < 1e-4, "row {r} input grad: {a} vs {o}");
+            }
+            for (acc, v) in w_hidden_sum.iter_mut().zip(&g.w_hidden) {
+                *acc += f64::from(*v);
+            }
+        }
+        for (a, o) in w_hidden_sum.iter().zip(&grads.w_hidden) {
+            assert!((a - f64::from(*o)).abs() < 1e-3, "w_hidden grad: {a} vs {o}");
         }
     }
 
