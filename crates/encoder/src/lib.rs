@@ -6,7 +6,9 @@
 //! ([`TwinEncoder`]); an [`Energy`] compares the two vectors, and the [`loss`] functions
 //! (contrastive, online contrastive, in-batch negatives, regression) train them.
 //! A trained model lives in a [`ModelPackage`] directory; an [`Embedder`] turns a package into a
-//! fast batch encoder for search and scoring.
+//! fast batch encoder for search and scoring. On the CPU backends the LSTM runs as one fused burn
+//! operation with a hand-written backward pass ([`lstm_op`] over the kernels of [`fused`]); on
+//! wgpu it runs as composed tensor ops.
 //!
 //! ```
 //! use encoder::{Backend, BatchTensors, Energy, EncoderConfig};
