@@ -24,7 +24,6 @@ use data::{load_pairs, LoadOptions, Pair, PairFormat};
 use encoder::embed::embed_texts;
 use encoder::{contrastive_loss, Backend, BatchTensors, Energy, EncoderConfig, Glove, SentenceEncoder, TwinEncoder};
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tokenize::{Batch, VocabOptions, WordTokenizer};
@@ -123,14 +122,10 @@ pub fn train_pairs_per_sec(q: &QuoraData, backend: Backend, batch: usize, d_hidd
     let mut optim = AdamConfig::new().init();
     let a = q.tokenizer.encode_batch_rows(&q.pairs.iter().map(|p| p.a.as_str()).collect::<Vec<_>>())?;
     let b = q.tokenizer.encode_batch_rows(&q.pairs.iter().map(|p| p.b.as_str()).collect::<Vec<_>>())?;
-    // Length-bucketed batches, as the trainer makes them: shuffle, then sort by length within
-    // windows of 50 batches, so a batch carries little padding (PyTorch's packed sequences skip
-    // padding altogether).
-    let mut order: Vec<usize> = (0..q.pairs.len()).collect();
-    order.shuffle(&mut StdRng::seed_from_u64(42));
-    for w in order.chunks_mut(batch * 50) {
-        w.sort_by_key(|&i| a[i].len().max(b[i].len()));
-    }
+    // Length-bucketed batches exactly as the trainer makes them (windows of 50 batches), so a
+    // batch carries little padding (PyTorch's packed sequences skip padding altogether).
+    let lengths: Vec<usize> = a.iter().zip(&b).map(|(a, b)| a.len().max(b.len())).collect();
+    let plan = trainer::bucketed_batches(&lengths, batch, 50, &mut StdRng::seed_from_u64(42));
     let mut step = |idx: &[usize]| {
         let rows: Vec<&[u32]> = idx.iter().map(|&i| a[i].as_slice()).chain(idx.iter().map(|&i| b[i].as_slice())).collect();
         let labels: Vec<f32> = idx.iter().map(|&i| q.pairs[i].label).collect();
@@ -140,7 +135,7 @@ pub fn train_pairs_per_sec(q: &QuoraData, backend: Backend, batch: usize, d_hidd
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(1e-3, model.clone(), grads);
     };
-    let mut batches = order.chunks(batch).cycle();
+    let mut batches = plan.iter().map(Vec::as_slice).cycle();
     for _ in 0..3 {
         step(batches.next().unwrap_or(&[]));
     }

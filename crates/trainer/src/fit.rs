@@ -152,7 +152,7 @@ pub fn load_scaled(path: &Path, format: PairFormat, subset: Option<&str>, range:
 
 /// Length-bucketed batches: shuffle, then sort by length within windows of `window` batches,
 /// then shuffle the batches, so each batch holds sentences of similar length.
-fn batches(lengths: &[usize], batch_size: usize, window: usize, rng: &mut StdRng) -> Vec<Vec<usize>> {
+pub fn bucketed_batches(lengths: &[usize], batch_size: usize, window: usize, rng: &mut StdRng) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.shuffle(rng);
     let mut out: Vec<Vec<usize>> = Vec::new();
@@ -429,7 +429,7 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
 
     for epoch in 1..=cfg.train.epochs {
         let started = Instant::now();
-        let plan = batches(&lengths, cfg.train.batch_size, cfg.train.bucket_batches, &mut rng);
+        let plan = bucketed_batches(&lengths, cfg.train.batch_size, cfg.train.bucket_batches, &mut rng);
         let bar = progress_bar(run.progress, train_pairs.len() as u64, format!("epoch {epoch:>2}/{}", cfg.train.epochs));
         let (mut loss_sum, mut seen, mut real, mut cells) = (0f64, 0usize, 0usize, 0usize);
         for idx in &plan {
@@ -623,7 +623,7 @@ mod tests {
     fn bucketed_batches_cover_every_pair_once_and_group_lengths() {
         let lengths: Vec<usize> = (0..1000).map(|i| (i * 37) % 50 + 1).collect();
         let mut rng = StdRng::seed_from_u64(1);
-        let plan = batches(&lengths, 64, 8, &mut rng);
+        let plan = bucketed_batches(&lengths, 64, 8, &mut rng);
         let mut all: Vec<usize> = plan.iter().flatten().copied().collect();
         all.sort();
         assert_eq!(all, (0..1000).collect::<Vec<_>>());
@@ -636,7 +636,7 @@ mod tests {
             }
             1.0 - real as f64 / cells as f64
         };
-        let plain = batches(&lengths, 64, 1, &mut StdRng::seed_from_u64(1));
+        let plain = bucketed_batches(&lengths, 64, 1, &mut StdRng::seed_from_u64(1));
         assert!(waste(&plan) < waste(&plain) / 3.0, "{} vs {}", waste(&plan), waste(&plain));
     }
 }
