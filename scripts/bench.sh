@@ -7,25 +7,27 @@
 #
 # Data: ../shared/datasets/qqp/bimpm_partition/dev.tsv and ../shared/embeddings/glove.6B.50d.100k.txt
 # by default (TWIN_DATA_DIR / TWIN_EMBEDDINGS_DIR override; scripts/fetch-data.sh fetches them).
-# Results go to runs/bench/ (ours.json, torch.json).
+# Results go to runs/bench/ (ours.json, torch.json). PYTHON picks the interpreter that has torch
+# (and faiss-cpu), e.g. PYTHON=.venv/bin/python after `pip install torch faiss-cpu numpy` there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA="${TWIN_DATA_DIR:-../shared/datasets}"
 EMB="${TWIN_EMBEDDINGS_DIR:-../shared/embeddings}"
 OUT="${BENCH_OUT:-runs/bench}"
 BIN="${CARGO_TARGET_DIR:-target}/release"
+PY="${PYTHON:-python3}"
 mkdir -p "$OUT"
 
 cargo build --release --workspace --bins
 echo "== machine: $(nproc) cores, $(uname -m), $(date -u +%Y-%m-%dT%H:%MZ)"
 
 compare=()
-if python3 -c "import torch" >/dev/null 2>&1; then
-  echo "== PyTorch $(python3 -c 'import torch; print(torch.__version__)'), 2 threads"
-  python3 scripts/bench_torch.py --data-dir "$DATA" --embeddings-dir "$EMB" --threads 2 --json "$OUT/torch.json"
+if "$PY" -c "import torch" >/dev/null 2>&1; then
+  echo "== PyTorch $("$PY" -c 'import torch; print(torch.__version__)'), 2 threads"
+  "$PY" scripts/bench_torch.py --data-dir "$DATA" --embeddings-dir "$EMB" --threads 2 --json "$OUT/torch.json"
   compare=(--compare "$OUT/torch.json")
 else
-  echo "== PyTorch is not importable here: the PyTorch/faiss comparison is skipped"
+  echo "== PyTorch is not importable by $PY: the PyTorch/faiss comparison is skipped"
 fi
 
 echo "== ours"
