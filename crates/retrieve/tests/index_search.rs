@@ -48,11 +48,11 @@ fn parallel_search_matches_naive_on_many_random_vectors() {
         (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
     };
     let vectors: Vec<f32> = (0..n * dim).map(|_| next()).collect();
-    // 300 queries: more than one group of the batched (matrix product) path.
-    let queries: Vec<f32> = (0..300 * dim).map(|_| next()).collect();
+    // 1,100 queries: more than one group of the batched (matrix product) path.
+    let queries: Vec<f32> = (0..1_100 * dim).map(|_| next()).collect();
     let batch = top_k_batch(&vectors, dim, &queries, 10);
-    assert_eq!(batch.len(), 300);
-    // Every 7th query, so both query groups (0..256, 256..300) are checked.
+    assert_eq!(batch.len(), 1_100);
+    // Every 7th query, so both query groups (0..1024, 1024..1100) are checked.
     for (qi, q) in queries.chunks(dim).enumerate().step_by(7) {
         let fast = top_k(&vectors, dim, q, 10);
         let naive = top_k_naive(&vectors, dim, q, 10);
