@@ -19,7 +19,7 @@ use retrieve::{corpus, dedup, search, Index};
 ///
 ///     retrieve "How can I improve my English speaking?"
 #[derive(Parser, Debug)]
-#[command(version, about, long_about, args_conflicts_with_subcommands = true)]
+#[command(version, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -32,7 +32,8 @@ struct Cli {
 /// What to look up and where.
 #[derive(clap::Args, Debug)]
 struct SearchArgs {
-    /// The question(s) to look up.
+    /// The question(s) to look up. A one-word query that is also a command name (index, add,
+    /// search, dedup, score, help) is read as that command: write `retrieve search WORD`.
     query: Vec<String>,
     /// How many stored questions to show.
     #[arg(short, long, default_value_t = 5)]

@@ -22,6 +22,17 @@ fn dedup_finds_repeated_sentences_and_clusters_them() {
     assert!(stderr(&run).contains("duplicate pairs"), "{}", stderr(&run));
 }
 
+/// Options may come before the subcommand, as users write them (`retrieve --model M dedup F`).
+#[test]
+fn options_before_the_subcommand_are_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_package(tmp.path(), 1, 16);
+    let out = tmp.path().join("dups.csv");
+    let run = retrieve(&["--model", s(&model), "dedup", s(&fixtures().join("sentences.txt")), "-o", s(&out), "--threshold", "0.9999"]);
+    ok(&run);
+    assert!(std::fs::read_to_string(&out).unwrap().starts_with("cluster,row1,row2"));
+}
+
 #[test]
 fn score_writes_every_row_and_reports_bad_ones() {
     let tmp = tempfile::tempdir().unwrap();
