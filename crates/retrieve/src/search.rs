@@ -93,7 +93,8 @@ pub fn top_k(vectors: &[f32], dim: usize, query: &[f32], k: usize) -> Vec<Hit> {
 
 /// Vectors per block of the batched search, and queries per matrix product. Large query groups
 /// read the vectors fewer times; 2048 × 1024 scores (8 MiB) was the fastest of the shapes tried
-/// on 100k and 1M vectors (2026-11-29: 4096 × 256, 1024², 2048 × 512, 4096 × 512, 8192 × 128).
+/// on 100k and 1M vectors (2026-11-29: 4096 × 256, 1024², 2048 × 512, 4096 × 512, 8192 × 128,
+/// and with gemm 4096 × 1024).
 const GEMM_ROWS: usize = 2048;
 const GEMM_QUERIES: usize = 1024;
 
@@ -116,26 +117,31 @@ pub fn top_k_batch(vectors: &[f32], dim: usize, queries: &[f32], k: usize) -> Ve
             let mq = GEMM_QUERIES.min(m - qs);
             let group = &queries[qs * dim..(qs + mq) * dim];
             let c = &mut scores[..mq * b];
-            // C (mq × b) = group (mq × dim, row-major) · blockᵀ (dim × b: row stride 1, column
-            // stride dim).
+            // C (mq × b, row stride b) = group (mq × dim, row stride dim) · blockᵀ (dim × b:
+            // row stride 1, column stride dim), on every core.
             // SAFETY: the strides describe exactly `group` (mq·dim), `block` (b·dim) and `c`
-            // (mq·b), all in bounds; beta = 0 so `c` is only written.
+            // (mq·b), all in bounds and not overlapping; read_dst = false, so `c` is only written.
             unsafe {
-                matrixmultiply::sgemm(
+                gemm::gemm(
                     mq,
-                    dim,
                     b,
-                    1.0,
-                    group.as_ptr(),
-                    dim as isize,
-                    1,
-                    block.as_ptr(),
-                    1,
-                    dim as isize,
-                    0.0,
+                    dim,
                     c.as_mut_ptr(),
-                    b as isize,
                     1,
+                    b as isize,
+                    false,
+                    group.as_ptr(),
+                    1,
+                    dim as isize,
+                    block.as_ptr(),
+                    dim as isize,
+                    1,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::Rayon(0),
                 );
             }
             heaps[qs..qs + mq].par_iter_mut().zip(c.par_chunks(b)).for_each(|(heap, row)| select_into(heap, row, vs, k));
