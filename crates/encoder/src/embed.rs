@@ -3,6 +3,7 @@
 use burn::module::Module;
 use burn::prelude::Device;
 
+use crate::host::HostEncoder;
 use crate::model::{BatchTensors, SentenceEncoder};
 use crate::package::ModelPackage;
 use crate::Result;
@@ -17,6 +18,8 @@ pub struct Embedder {
     /// The package whose encoder and tokenizer are used.
     pub package: ModelPackage,
     encoder: SentenceEncoder,
+    /// The weights copied to the host once, on the CPU backends.
+    host: Option<HostEncoder>,
     device: Device,
     batch_size: usize,
 }
@@ -26,7 +29,8 @@ impl Embedder {
     pub fn new(package: ModelPackage, device: Device) -> Self {
         let device = device.without_autodiff();
         let encoder = package.encoder.valid().to_device(&device);
-        Self { package, encoder, device, batch_size: DEFAULT_BATCH }
+        let host = crate::lstm_op::supported(&device).then(|| HostEncoder::new(&encoder));
+        Self { package, encoder, host, device, batch_size: DEFAULT_BATCH }
     }
 
     /// Changes how many sentences go through the model at once.
@@ -47,7 +51,7 @@ impl Embedder {
 
     /// Like [`embed`](Self::embed), calling `progress(n)` after each batch of `n` sentences.
     pub fn embed_with_progress(&self, texts: &[&str], progress: impl FnMut(usize)) -> Result<Vec<f32>> {
-        embed_texts(&self.encoder, &self.package.tokenizer, texts, &self.device, self.batch_size, progress)
+        encode(&self.encoder, self.host.as_ref(), &self.package.tokenizer, texts, &self.device, self.batch_size, progress)
     }
 }
 
@@ -56,6 +60,20 @@ impl Embedder {
 /// each batch.
 pub fn embed_texts(
     encoder: &SentenceEncoder,
+    tokenizer: &tokenize::WordTokenizer,
+    texts: &[&str],
+    device: &Device,
+    batch_size: usize,
+    progress: impl FnMut(usize),
+) -> Result<Vec<f32>> {
+    // On the CPU backends the whole encoder runs on the host, without tensors.
+    let host = crate::lstm_op::supported(device).then(|| HostEncoder::new(encoder));
+    encode(encoder, host.as_ref(), tokenizer, texts, device, batch_size, progress)
+}
+
+fn encode(
+    encoder: &SentenceEncoder,
+    host: Option<&HostEncoder>,
     tokenizer: &tokenize::WordTokenizer,
     texts: &[&str],
     device: &Device,
@@ -69,9 +87,14 @@ pub fn embed_texts(
     let mut out = vec![0f32; texts.len() * dim];
     for chunk in order.chunks(batch_size.max(1)) {
         let batch_rows: Vec<&[u32]> = chunk.iter().map(|&i| rows[i].as_slice()).collect();
-        let batch = tokenize::Batch::from_rows(&batch_rows);
-        let vecs = encoder.forward(BatchTensors::new(&batch, device));
-        let data = vecs.into_data().try_into_vec::<f32>().map_err(|e| crate::EncoderError::Tensor(format!("{e:?}")))?;
+        let data = match host {
+            Some(host) => host.encode(&batch_rows),
+            None => {
+                let batch = tokenize::Batch::from_rows(&batch_rows);
+                let vecs = encoder.forward(BatchTensors::new(&batch, device));
+                vecs.into_data().try_into_vec::<f32>().map_err(|e| crate::EncoderError::Tensor(format!("{e:?}")))?
+            }
+        };
         for (k, &i) in chunk.iter().enumerate() {
             out[i * dim..(i + 1) * dim].copy_from_slice(&data[k * dim..(k + 1) * dim]);
         }
