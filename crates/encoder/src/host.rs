@@ -118,6 +118,7 @@ mod tests {
     /// Every pooling, one or two directions, raw or unit vectors: the host path gives the tensor
     /// path's numbers, on rows of different lengths (one of a single token).
     #[test]
+    #[allow(deprecated)] // ndarray is deprecated upstream; the product keeps it on purpose
     fn host_encoding_equals_the_tensor_path() {
         let rows: Vec<Vec<u32>> = vec![vec![5, 3, 8, 2, 9, 4], vec![7], vec![11, 2, 6], vec![3, 3, 3, 3, 10]];
         let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
