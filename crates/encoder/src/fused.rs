@@ -116,9 +116,10 @@ pub struct Grads {
 
 /// `c[m, n] (+)= a[m, k] · b[k, n]`, each operand given with its row and column strides; `c` is
 /// row-major with row stride `rsc`. `parallel` spreads one large product over rayon's threads;
-/// the per-step products are small and run inside a rayon task of their own instead.
+/// the per-step products are small and run inside a rayon task of their own instead. Public so
+/// that other crates (the batched search) get gemm with its bounds checked, not another `unsafe`.
 #[allow(clippy::too_many_arguments)]
-fn matmul(
+pub fn matmul(
     m: usize,
     k: usize,
     n: usize,

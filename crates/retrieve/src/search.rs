@@ -119,31 +119,7 @@ pub fn top_k_batch(vectors: &[f32], dim: usize, queries: &[f32], k: usize) -> Ve
             let c = &mut scores[..mq * b];
             // C (mq × b, row stride b) = group (mq × dim, row stride dim) · blockᵀ (dim × b:
             // row stride 1, column stride dim), on every core.
-            // SAFETY: the strides describe exactly `group` (mq·dim), `block` (b·dim) and `c`
-            // (mq·b), all in bounds and not overlapping; read_dst = false, so `c` is only written.
-            unsafe {
-                gemm::gemm(
-                    mq,
-                    b,
-                    dim,
-                    c.as_mut_ptr(),
-                    1,
-                    b as isize,
-                    false,
-                    group.as_ptr(),
-                    1,
-                    dim as isize,
-                    block.as_ptr(),
-                    dim as isize,
-                    1,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::Rayon(0),
-                );
-            }
+            encoder::fused::matmul(mq, dim, b, (group, dim as isize, 1), (block, 1, dim as isize), false, c, b as isize, true);
             heaps[qs..qs + mq].par_iter_mut().zip(c.par_chunks(b)).for_each(|(heap, row)| select_into(heap, row, vs, k));
         }
     }
