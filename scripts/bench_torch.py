@@ -4,7 +4,8 @@
 A plain Siamese LSTM the way one writes it in PyTorch: nn.Embedding (GloVe-50 init) + nn.LSTM
 (h=128) over packed sequences, last hidden state, L2-normalised; contrastive loss, Adam. Writes a
 JSON list of measurements in crates/bench's format, so `bench --compare` can print ratios.
-Needs torch; faiss is optional (search is skipped without it).
+Needs torch; faiss is optional (search is skipped without it). `--device cuda` runs training and
+encoding on a GPU (cuDNN's LSTM), to set against `bench --backends wgpu` on the same machine.
 """
 import argparse
 import json
@@ -64,17 +65,26 @@ class Encoder(nn.Module):
         return nn.functional.normalize(h[-1], dim=1)
 
 
+DEVICE = torch.device("cpu")
+BACKEND = "pytorch"
+
+
 def pad(rows):
-    lengths = torch.tensor([len(r) for r in rows])
+    lengths = torch.tensor([len(r) for r in rows])  # pack_padded_sequence wants them on the CPU
     out = torch.zeros(len(rows), int(lengths.max()), dtype=torch.long)
     for i, r in enumerate(rows):
         out[i, : len(r)] = torch.tensor(r)
-    return out, lengths
+    return out.to(DEVICE), lengths
+
+
+def sync():
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def bench_train(pairs, table, ids, batch, hidden, seconds):
     torch.manual_seed(42)
-    model = Encoder(table, hidden)
+    model = Encoder(table, hidden).to(DEVICE)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     a = [ids(p[0]) for p in pairs]
     b = [ids(p[1]) for p in pairs]
@@ -85,7 +95,7 @@ def bench_train(pairs, table, ids, batch, hidden, seconds):
     def step(idx):
         ia, la = pad([a[i] for i in idx])
         ib, lb = pad([b[i] for i in idx])
-        y = torch.tensor([pairs[i][2] for i in idx])
+        y = torch.tensor([pairs[i][2] for i in idx], device=DEVICE)
         d = (model(ia, la) - model(ib, lb)).pow(2).sum(1).add(1e-12).sqrt()
         loss = (y * d.pow(2) + (1 - y) * (1.0 - d).clamp(min=0).pow(2)).mean()
         opt.zero_grad()
@@ -94,19 +104,21 @@ def bench_train(pairs, table, ids, batch, hidden, seconds):
 
     for k in range(3):
         step(chunks[k])
+    sync()
     start, n, steps = time.perf_counter(), 0, 0
     while steps < 5 or time.perf_counter() - start < seconds:
         idx = chunks[(steps + 3) % len(chunks)]
         step(idx)
         n += len(idx)
         steps += 1
+    sync()
     secs = time.perf_counter() - start
-    return dict(name="train", backend="pytorch", value=n / secs, unit="pairs/s", peak_rss_mib=rss_mib(),
+    return dict(name="train", backend=BACKEND, value=n / secs, unit="pairs/s", peak_rss_mib=rss_mib(),
                 detail=f"{steps} steps of {batch} pairs, h={hidden}, GloVe-50, {secs:.1f} s")
 
 
 def bench_encode(pairs, table, ids, batch, hidden, seconds):
-    model = Encoder(table, hidden).eval()
+    model = Encoder(table, hidden).to(DEVICE).eval()
     seen, questions = set(), []
     for p in pairs:
         for q in p[:2]:
@@ -119,13 +131,15 @@ def bench_encode(pairs, table, ids, batch, hidden, seconds):
         with torch.no_grad():
             for i in range(0, len(rows), batch):
                 model(*pad(rows[i : i + batch]))
+        sync()
 
+    run()  # warm-up (cuDNN picks its kernels on the first batches)
     start, rounds = time.perf_counter(), 0
     while rounds == 0 or time.perf_counter() - start < seconds:
         run()
         rounds += 1
     secs = time.perf_counter() - start
-    return dict(name="encode", backend="pytorch", value=rounds * len(questions) / secs, unit="sentences/s",
+    return dict(name="encode", backend=BACKEND, value=rounds * len(questions) / secs, unit="sentences/s",
                 peak_rss_mib=rss_mib(), detail=f"{rounds} x {len(questions)} questions, batch {batch}, {secs:.1f} s")
 
 
@@ -157,19 +171,26 @@ def main():
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--search-sizes", default="100000,1000000")
     ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU comparison")
+    ap.add_argument("--skip-search", action="store_true", help="leave out the faiss search workloads")
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
+    global DEVICE, BACKEND
+    DEVICE = torch.device(args.device)
+    BACKEND = "pytorch" if DEVICE.type == "cpu" else f"torch-{DEVICE.type}"
     torch.set_num_threads(args.threads)
     pairs, table, ids = load(args.data_dir, args.embeddings_dir)
     out = [bench_train(pairs, table, ids, 64, args.hidden, args.seconds),
            bench_encode(pairs, table, ids, 256, args.hidden, args.seconds)]
     try:
+        if args.skip_search:
+            raise ImportError
         import faiss  # noqa: F401
         import numpy  # noqa: F401
         for n in [int(x) for x in args.search_sizes.split(",") if x]:
             out.append(bench_faiss(n, 128, args.queries, 10))
     except ImportError:
-        print("faiss is not importable: search comparison skipped")
+        print("faiss is not importable or --skip-search: search comparison skipped")
     for m in out:
         print(f"{m['name']:<16} {m['backend']:<8} {m['value']:>12.0f} {m['unit']}")
     with open(args.json, "w") as f:

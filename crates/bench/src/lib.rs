@@ -147,6 +147,8 @@ pub fn train_pairs_per_sec(q: &QuoraData, backend: Backend, batch: usize, d_hidd
         pairs += idx.len();
         steps += 1;
     }
+    // wgpu queues work and returns at once: reading the updated weights waits for all of it.
+    let _ = model.encoder.forward_lstm.bias.val().into_data();
     let secs = started.elapsed().as_secs_f64();
     Ok(Measurement {
         name: "train".into(),
