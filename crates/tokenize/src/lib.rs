@@ -22,6 +22,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use tokenizers::models::wordlevel::WordLevel;
+use tokenizers::models::ModelWrapper;
+use tokenizers::normalizers::NormalizerWrapper;
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::normalizers::{Lowercase, Sequence as NormSequence, StripAccents, NFD};
 use tokenizers::pre_tokenizers::punctuation::Punctuation;
 use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
@@ -159,6 +162,9 @@ pub fn shareable_temp(prefix: &'static str, directory: bool) -> tempfile::Builde
 pub struct WordTokenizer {
     inner: Tokenizer,
     max_len: usize,
+    /// The vocabulary again, for [`ascii_words`]: present only when `inner` runs exactly
+    /// [`pipeline`] into a plain `WordLevel` model, so that both paths give the same ids.
+    ascii: Option<ahash::AHashMap<String, u32>>,
 }
 
 impl std::fmt::Debug for WordTokenizer {
@@ -180,6 +186,41 @@ fn pipeline() -> (NormSequence, PreSequence) {
     let norm = NormSequence::new(vec![NFD.into(), Lowercase.into(), StripAccents.into()]);
     let pre = PreSequence::new(vec![Whitespace.into(), Punctuation::default().into()]);
     (norm, pre)
+}
+
+/// The ids of printable-ASCII `text` (tabs and line breaks allowed), computed without the
+/// `tokenizers` pipeline: for such text NFD and accent stripping change nothing, lowercasing is
+/// ASCII's, and the whitespace + punctuation pre-tokenizers leave runs of letters and digits
+/// as words and every other printable character as a word of its own. That pipeline was most of
+/// the cost of encoding short sentences. `None` for any other text, which takes the pipeline.
+fn ascii_words(text: &str, vocab: &ahash::AHashMap<String, u32>, max_len: usize) -> Option<Vec<u32>> {
+    if !text.bytes().all(|b| (0x20..0x7f).contains(&b) || matches!(b, b'\t' | b'\n' | b'\r')) {
+        return None;
+    }
+    let lookup = |w: &str| vocab.get(w).copied().unwrap_or(UNK_ID);
+    let mut ids = Vec::new();
+    let mut word = String::new();
+    for c in text.chars() {
+        if ids.len() == max_len {
+            return Some(ids);
+        }
+        if c.is_ascii_alphanumeric() {
+            word.push(c.to_ascii_lowercase());
+            continue;
+        }
+        if !word.is_empty() {
+            ids.push(lookup(&word));
+            word.clear();
+        }
+        if c.is_ascii_punctuation() && ids.len() < max_len {
+            let mut buf = [0u8; 1];
+            ids.push(lookup(c.encode_utf8(&mut buf)));
+        }
+    }
+    if !word.is_empty() && ids.len() < max_len {
+        ids.push(lookup(&word));
+    }
+    Some(ids)
 }
 
 /// Splits `text` into the normalised words the vocabulary is made of.
@@ -247,9 +288,23 @@ impl WordTokenizer {
         let mut inner = Tokenizer::new(model);
         inner.with_normalizer(Some(norm)).map_err(tk_err)?;
         inner.with_pre_tokenizer(Some(pre));
-        let mut tok = Self { inner, max_len };
+        let mut tok = Self { inner, max_len, ascii: None };
         tok.set_max_len(max_len)?;
+        tok.ascii = tok.ascii_vocab();
         Ok(tok)
+    }
+
+    /// The vocabulary for the ASCII fast path, if `inner` is this crate's pipeline and model
+    /// (a `tokenizer.json` written elsewhere may configure anything).
+    fn ascii_vocab(&self) -> Option<ahash::AHashMap<String, u32>> {
+        let (norm, pre) = pipeline();
+        let same_norm = serde_json::to_value(self.inner.get_normalizer()).ok()
+            == serde_json::to_value(Some(NormalizerWrapper::from(norm))).ok();
+        let same_pre = serde_json::to_value(self.inner.get_pre_tokenizer()).ok()
+            == serde_json::to_value(Some(PreTokenizerWrapper::from(pre))).ok();
+        let word_level = matches!(self.inner.get_model(), ModelWrapper::WordLevel(m) if m.unk_token == UNK);
+        let plain = self.inner.get_added_tokens_decoder().is_empty() && self.inner.get_post_processor().is_none();
+        (same_norm && same_pre && word_level && plain).then(|| self.inner.get_vocab(false).into_iter().collect())
     }
 
     /// Changes the truncation length; sentences longer than this keep their first `max_len`
@@ -302,10 +357,13 @@ impl WordTokenizer {
         split_words(&norm, &pre, text)
     }
 
-    /// Encodes one sentence to ids, truncated to `max_len`, without padding.
+    /// Encodes one sentence to ids, truncated to `max_len`, without padding (at least one id:
+    /// a sentence without words becomes `[UNK]`).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, false).map_err(tk_err)?;
-        let mut ids = enc.get_ids().to_vec();
+        let mut ids = match self.ascii.as_ref().and_then(|vocab| ascii_words(text, vocab, self.max_len)) {
+            Some(ids) => ids,
+            None => self.inner.encode(text, false).map_err(tk_err)?.get_ids().to_vec(),
+        };
         if ids.is_empty() {
             ids.push(UNK_ID);
         }
@@ -314,14 +372,8 @@ impl WordTokenizer {
 
     /// Encodes sentences in parallel, each to its own unpadded row of ids (at least one id).
     pub fn encode_batch_rows(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
-        let encodings = self.inner.encode_batch(texts.to_vec(), false).map_err(tk_err)?;
-        Ok(encodings
-            .iter()
-            .map(|enc| {
-                let n = enc.get_attention_mask().iter().filter(|&&m| m == 1).count();
-                if n == 0 { vec![UNK_ID] } else { enc.get_ids()[..n].to_vec() }
-            })
-            .collect())
+        use rayon::prelude::*;
+        texts.par_iter().map(|t| self.encode(t)).collect()
     }
 
     /// Encodes sentences in parallel to one id matrix padded to the batch's longest sentence.
@@ -330,22 +382,18 @@ impl WordTokenizer {
     /// every row has length at least 1 and the encoder always has a state to return; callers that
     /// must reject empty input check for it before encoding.
     pub fn encode_batch(&self, texts: &[&str]) -> Result<Batch> {
-        let encodings = self.inner.encode_batch(texts.to_vec(), false).map_err(tk_err)?;
-        let seq_len = encodings.iter().map(|e| e.len()).max().unwrap_or(0).max(1);
-        let mut ids = Vec::with_capacity(texts.len() * seq_len);
-        let mut lengths = Vec::with_capacity(texts.len());
-        for enc in &encodings {
-            let mut row: Vec<u32> = enc.get_ids().to_vec();
-            row.resize(seq_len, PAD_ID);
-            let mut len = enc.get_attention_mask().iter().filter(|&&m| m == 1).count();
-            if len == 0 {
-                row[0] = UNK_ID;
-                len = 1;
-            }
-            ids.extend_from_slice(&row);
-            lengths.push(len);
+        Ok(Batch::from_rows(&self.encode_batch_rows(texts)?))
+    }
+
+    /// Encodes through the `tokenizers` pipeline alone, never the ASCII fast path; tests hold
+    /// the two to the same ids.
+    #[cfg(test)]
+    fn encode_slow(&self, text: &str) -> Vec<u32> {
+        let mut ids = self.inner.encode(text, false).unwrap().get_ids().to_vec();
+        if ids.is_empty() {
+            ids.push(UNK_ID);
         }
-        Ok(Batch { ids, lengths, batch_size: texts.len(), seq_len })
+        ids
     }
 
     /// The tokenizer as `tokenizer.json` text.
@@ -361,8 +409,9 @@ impl WordTokenizer {
             return Err(corrupt(format!("expected {PAD} = {PAD_ID} and {UNK} = {UNK_ID}")));
         }
         let max_len = inner.get_truncation().map(|t| t.max_length).unwrap_or(48);
-        let mut tok = Self { inner, max_len };
+        let mut tok = Self { inner, max_len, ascii: None };
         tok.set_max_len(max_len)?;
+        tok.ascii = tok.ascii_vocab();
         Ok(tok)
     }
 
@@ -396,6 +445,55 @@ mod tests {
     fn tiny() -> WordTokenizer {
         let s = ["The cat sat.", "the CAT ran", "A dog sat!"];
         WordTokenizer::build(s.iter().copied(), &VocabOptions::default(), &[]).unwrap()
+    }
+
+    /// The ASCII fast path gives the pipeline's ids on every kind of printable ASCII: case,
+    /// digits, underscores, runs of punctuation, tabs and line breaks, unknown words,
+    /// truncation; text with other bytes takes the pipeline.
+    #[test]
+    fn ascii_fast_path_matches_the_pipeline() {
+        let train = ["What's the best way to learn C++?", "snake_case vs. camelCase!!", "Is 3.14 > 3?", "a\tb\nc"];
+        let mut tok = WordTokenizer::build(train.iter().copied(), &VocabOptions::default(), &[]).unwrap();
+        assert!(tok.ascii.is_some());
+        let alphabet: Vec<char> = "aAbBcCsSeE3_ .,!?'\"-+()[]{}<>=$%&*/\\|^~`@#:;\t\n\rwhatisthebest".chars().collect();
+        let mut state = 12345u64;
+        let mut next = move |n: usize| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as usize % n
+        };
+        let mut texts: Vec<String> = train.iter().map(|s| s.to_string()).collect();
+        texts.extend(["", "   ", "___", "a__b", "x.y.z", "C++ and C#", "\t\r\n"].map(String::from));
+        for _ in 0..3000 {
+            let len = next(30);
+            texts.push((0..len).map(|_| alphabet[next(alphabet.len())]).collect());
+        }
+        for max_len in [48, 3, 1] {
+            tok.set_max_len(max_len).unwrap();
+            for t in &texts {
+                assert!(t.is_ascii());
+                assert_eq!(tok.encode(t).unwrap(), tok.encode_slow(t), "max_len {max_len}: {t:?}");
+            }
+        }
+        tok.set_max_len(48).unwrap();
+        for t in ["Café au lait?", "naïve", "tab\u{b}here", "ctl\u{1}x!"] {
+            assert!(ascii_words(t, tok.ascii.as_ref().unwrap(), 48).is_none(), "{t:?}");
+            assert_eq!(tok.encode(t).unwrap(), tok.encode_slow(t));
+        }
+    }
+
+    /// A `tokenizer.json` with some other pipeline (here: no lowercasing) never takes the fast
+    /// path, which would lowercase.
+    #[test]
+    fn foreign_pipeline_skips_the_fast_path() {
+        let tok = tiny();
+        let mut json: serde_json::Value = serde_json::from_str(&tok.to_json().unwrap()).unwrap();
+        json["normalizer"] = serde_json::Value::Null;
+        let other = WordTokenizer::from_json(&json.to_string(), Path::new("other.json")).unwrap();
+        assert!(other.ascii.is_none());
+        assert!(WordTokenizer::from_json(&tok.to_json().unwrap(), Path::new("same.json")).unwrap().ascii.is_some());
+        let cat = tok.token_to_id("cat").unwrap();
+        assert_eq!(other.encode("THE cat").unwrap(), vec![UNK_ID, cat]);
+        assert_eq!(tok.encode("THE cat").unwrap(), vec![tok.token_to_id("the").unwrap(), cat]);
     }
 
     #[test]
