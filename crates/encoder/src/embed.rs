@@ -2,6 +2,7 @@
 
 use burn::module::Module;
 use burn::prelude::Device;
+use rayon::prelude::*;
 
 use crate::host::HostEncoder;
 use crate::model::{BatchTensors, SentenceEncoder};
@@ -10,6 +11,10 @@ use crate::Result;
 
 /// Sentences per forward pass when embedding many.
 pub const DEFAULT_BATCH: usize = 256;
+
+/// From this many sentences on, the host encoder first precomputes the input projections of the
+/// frequent words (about the cost of encoding a few hundred sentences).
+const PRECOMPUTE_FROM: usize = 2048;
 
 /// Encodes sentences with a loaded package, without autodiff, in length-sorted batches so that
 /// little work is wasted on padding.
@@ -85,20 +90,40 @@ fn encode(
     order.sort_by_key(|&i| rows[i].len());
     let dim = encoder.d_output();
     let mut out = vec![0f32; texts.len() * dim];
-    for chunk in order.chunks(batch_size.max(1)) {
-        let batch_rows: Vec<&[u32]> = chunk.iter().map(|&i| rows[i].as_slice()).collect();
-        let data = match host {
-            Some(host) => host.encode(&batch_rows),
-            None => {
-                let batch = tokenize::Batch::from_rows(&batch_rows);
-                let vecs = encoder.forward(BatchTensors::new(&batch, device));
-                vecs.into_data().try_into_vec::<f32>().map_err(|e| crate::EncoderError::Tensor(format!("{e:?}")))?
-            }
-        };
+    let chunks: Vec<&[usize]> = order.chunks(batch_size.max(1)).collect();
+    let rows_of = |chunk: &[usize]| -> Vec<&[u32]> { chunk.iter().map(|&i| rows[i].as_slice()).collect() };
+    let mut place = |chunk: &[usize], data: &[f32]| {
         for (k, &i) in chunk.iter().enumerate() {
             out[i * dim..(i + 1) * dim].copy_from_slice(&data[k * dim..(k + 1) * dim]);
         }
         progress(chunk.len());
+    };
+    match host {
+        Some(host) => {
+            if texts.len() >= PRECOMPUTE_FROM {
+                host.precompute_projections();
+            }
+            // One batch per thread at a time (neighbouring batches have about the same lengths,
+            // so the threads finish together); a lone batch splits its steps over the threads.
+            for group in chunks.chunks(rayon::current_num_threads().max(1)) {
+                if let [chunk] = group {
+                    place(chunk, &host.encode(&rows_of(chunk)));
+                } else {
+                    let data: Vec<Vec<f32>> = group.par_iter().map(|chunk| host.encode_on_this_thread(&rows_of(chunk))).collect();
+                    for (chunk, data) in group.iter().zip(&data) {
+                        place(chunk, data);
+                    }
+                }
+            }
+        }
+        None => {
+            for chunk in chunks {
+                let batch = tokenize::Batch::from_rows(&rows_of(chunk));
+                let vecs = encoder.forward(BatchTensors::new(&batch, device));
+                let data = vecs.into_data().try_into_vec::<f32>().map_err(|e| crate::EncoderError::Tensor(format!("{e:?}")))?;
+                place(chunk, &data);
+            }
+        }
     }
     Ok(out)
 }

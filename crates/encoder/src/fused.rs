@@ -68,7 +68,7 @@ impl Packing {
     }
 
     /// Time index, in the padded batch, of sorted row `r` at step `s`.
-    fn position(&self, r: usize, s: usize) -> usize {
+    pub fn position(&self, r: usize, s: usize) -> usize {
         if self.reverse {
             self.lens[r] - 1 - s
         } else {
@@ -77,7 +77,7 @@ impl Packing {
     }
 
     /// Calls `f(packed_row, batch_row, time)` for every real token.
-    fn for_each(&self, mut f: impl FnMut(usize, usize, usize)) {
+    pub fn for_each(&self, mut f: impl FnMut(usize, usize, usize)) {
         for (s, &(offset, n)) in self.steps.iter().enumerate() {
             for r in 0..n {
                 f(offset + r, self.order[r], self.position(r, s));
@@ -191,11 +191,14 @@ fn block_rows(n: usize, h: usize) -> usize {
 /// `e^x` to about 2 ulp: range reduction to `[-ln2/2, ln2/2]`, a degree-6 polynomial (Cephes'
 /// `expf` coefficients) and the exponent written into the float's bits. Unlike libm's `expf`
 /// it inlines, so the gate loops below vectorize; the gate functions spend most of their time
-/// here.
+/// here. `n` is rounded by adding 1.5 · 2²³, whose sum holds `n` in its low mantissa bits: a
+/// float-to-int `as` cast would saturate lane by lane and keep the loop scalar.
 #[inline(always)]
 fn exp(x: f32) -> f32 {
+    const SHIFT: f32 = 12_582_912.0; // 1.5 · 2²³
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * std::f32::consts::LOG2_E).round();
+    let t = x * std::f32::consts::LOG2_E + SHIFT;
+    let n = t - SHIFT;
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -204,7 +207,8 @@ fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 5.000_000_1e-1;
     let e = p * r * r + r + 1.0;
-    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // t's bits are SHIFT's plus n, and n + 127 lies in [1, 254]: a valid biased exponent.
+    e * f32::from_bits(t.to_bits().wrapping_sub(SHIFT.to_bits() - 127) << 23)
 }
 
 #[inline(always)]
@@ -365,6 +369,47 @@ pub fn forward(input: &[f32], lengths: &[usize], t: usize, w: Weights<'_>, rever
     });
     let saved = save.then(|| Saved { packing, inputs, gates, cells, hidden });
     (out, saved)
+}
+
+/// The recurrence alone, for inference: `gates` holds every real token's input projection plus
+/// bias, `[N, 4h]` in `packing`'s order, and is used up. After each step `s`, `visit(s, n,
+/// hidden)` receives the new hidden state of the `n` rows still reading (`[n, h]`, sorted
+/// rows), so callers pool as they go instead of keeping `[B, T, h]`: only two steps of state
+/// are held. `parallel` splits each step's rows over rayon's threads; without it the pass runs
+/// on the calling thread, for callers that already run one batch per thread.
+pub fn infer(packing: &Packing, gates: &mut [f32], w_hidden: &[f32], h: usize, parallel: bool, mut visit: impl FnMut(usize, usize, &[f32])) {
+    let g4 = 4 * h;
+    let b = packing.order.len();
+    assert!(gates.len() >= packing.total * g4 && w_hidden.len() >= h * g4);
+    // Two buffers each for the cell and hidden state: step s writes one and reads the other.
+    let (mut c0, mut c1) = (vec![0f32; b * h], vec![0f32; b * h]);
+    let (mut h0, mut h1) = (vec![0f32; b * h], vec![0f32; b * h]);
+    for (s, &(offset, n)) in packing.steps.iter().enumerate() {
+        let (c_prev, c_now, h_prev, h_now) =
+            if s % 2 == 0 { (&c1, &mut c0, &h1, &mut h0) } else { (&c0, &mut c1, &h0, &mut h1) };
+        let run = |z: &mut [f32], cell: &mut [f32], hid: &mut [f32], c_prev: &[f32], h_prev: &[f32]| {
+            let rows = cell.len() / h;
+            if s > 0 {
+                matmul(rows, h, g4, (h_prev, h as isize, 1), (w_hidden, g4 as isize, 1), true, z, g4 as isize, false);
+            }
+            for r in 0..rows {
+                let (hr, gr) = (r * h..(r + 1) * h, r * g4..(r + 1) * g4);
+                step_row(&mut z[gr], &c_prev[hr.clone()], &mut cell[hr.clone()], &mut hid[hr]);
+            }
+        };
+        let z = &mut gates[offset * g4..(offset + n) * g4];
+        let block = block_rows(n, h);
+        if parallel && block < n {
+            z.par_chunks_mut(block * g4)
+                .zip(c_now[..n * h].par_chunks_mut(block * h))
+                .zip(h_now[..n * h].par_chunks_mut(block * h))
+                .zip(c_prev[..n * h].par_chunks(block * h).zip(h_prev[..n * h].par_chunks(block * h)))
+                .for_each(|(((z, cell), hid), (c_prev, h_prev))| run(z, cell, hid, c_prev, h_prev));
+        } else {
+            run(z, &mut c_now[..n * h], &mut h_now[..n * h], &c_prev[..n * h], &h_prev[..n * h]);
+        }
+        visit(s, n, &h_now[..n * h]);
+    }
 }
 
 /// Back-propagates `grad_output` `[B, T, h]` (the gradient of every step's hidden state; padding
