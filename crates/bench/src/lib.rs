@@ -198,23 +198,29 @@ pub fn random_unit_vectors(n: usize, dim: usize, seed: u64) -> Vec<f32> {
 }
 
 /// Exact top-`k` search throughput: `queries` random unit queries against `n` random unit
-/// vectors, all queries answered in one batch call.
+/// vectors, all queries answered in one batch call, repeated for about two seconds.
 pub fn search_qps(n: usize, dim: usize, queries: usize, k: usize, seed: u64) -> Measurement {
     let vectors = random_unit_vectors(n, dim, seed);
     let qs = random_unit_vectors(queries, dim, seed + 1);
     // Warm the pages and the thread pool.
     let _ = retrieve::search::top_k_batch(&vectors, dim, &qs[..dim * queries.min(8)], k);
+    // One batch of 100k vectors takes a fifth of a second: repeat it (at least 3 times, at
+    // least 2 s in all) so that one slow moment does not decide the figure.
     let started = Instant::now();
-    let hits = retrieve::search::top_k_batch(&vectors, dim, &qs, k);
+    let mut rounds = 0;
+    while rounds < 3 || started.elapsed().as_secs_f64() < 2.0 {
+        let hits = retrieve::search::top_k_batch(&vectors, dim, &qs, k);
+        assert_eq!(hits.len(), queries);
+        rounds += 1;
+    }
     let secs = started.elapsed().as_secs_f64();
-    assert_eq!(hits.len(), queries);
     Measurement {
         name: format!("search-{n}"),
         backend: "rust".into(),
-        value: queries as f64 / secs,
+        value: (rounds * queries) as f64 / secs,
         unit: "queries/s".into(),
         peak_rss_mib: peak_rss_mib(),
-        detail: format!("{queries} queries, top-{k}, {n} x {dim} vectors, {secs:.2} s"),
+        detail: format!("{rounds} x {queries} queries, top-{k}, {n} x {dim} vectors, {secs:.2} s"),
     }
 }
 
