@@ -4,7 +4,9 @@
 //! word, with a padding id of 0 and an `[UNK]` id for everything it never saw. This crate builds
 //! such a vocabulary from training sentences (optionally seeded with a GloVe file's words), keeps
 //! it in the standard `tokenizer.json` format of the [`tokenizers`] crate, and encodes batches to
-//! padded id matrices plus the true lengths the encoder needs to mask padding.
+//! padded id matrices plus the true lengths the encoder needs to mask padding. Printable ASCII,
+//! most of what it sees, takes a direct path that gives the pipeline's ids without its
+//! allocations; everything else goes through `tokenizers`.
 //!
 //! ```
 //! use tokenize::{VocabOptions, WordTokenizer};
