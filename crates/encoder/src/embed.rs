@@ -13,7 +13,7 @@ use crate::Result;
 pub const DEFAULT_BATCH: usize = 256;
 
 /// From this many sentences on, the host encoder first precomputes the input projections of the
-/// frequent words (about the cost of encoding a few hundred sentences).
+/// frequent words (with the 8 MiB table, about the cost of encoding a hundred sentences).
 const PRECOMPUTE_FROM: usize = 2048;
 
 /// Encodes sentences with a loaded package, without autodiff, in length-sorted batches so that

@@ -76,7 +76,7 @@ impl HostEncoder {
     /// Computes, once, every direction's input projection of the most frequent words (as many
     /// as fit in 8 MiB), so that encoding only gathers them: the input projection is
     /// `d / (d + h)` of an LSTM's multiply-adds (28% with d = 50, h = 128). It costs about as
-    /// much as encoding a few hundred sentences, so bulk encoding asks for it and a single
+    /// much as encoding a hundred sentences, so bulk encoding asks for it and a single
     /// query does not.
     pub fn precompute_projections(&self) {
         let per_word = 4 * 4 * self.h * self.directions.len();
