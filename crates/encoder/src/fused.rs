@@ -599,6 +599,46 @@ mod tests {
         }
     }
 
+    /// `infer` hands each row the same hidden states as `forward`, in both directions, with its
+    /// steps split over the threads (a batch large enough to split) and on the calling thread.
+    #[test]
+    fn infer_visits_the_states_of_forward_split_or_not() {
+        let (d, h, t) = (4usize, 96usize, 6usize);
+        let lengths: Vec<usize> = (0..90).map(|r| 1 + (r * 7) % t).collect();
+        assert!(lengths.len() * h >= PARALLEL_FROM, "large enough for its steps to split over the threads");
+        let b = lengths.len();
+        let (w_input, w_hidden, bias) = (random(d * 4 * h, 12), random(h * 4 * h, 13), random(4 * h, 14));
+        let w = Weights { w_input: &w_input, w_hidden: &w_hidden, bias: &bias, d, h };
+        let input = random(b * t * d, 16);
+        for reverse in [false, true] {
+            let (want, _) = forward(&input, &lengths, t, w, reverse, false);
+            let packing = Packing::new(&lengths, reverse);
+            let mut gates0 = vec![0f32; packing.total * 4 * h];
+            packing.for_each(|p, row, time| {
+                let x = &input[(row * t + time) * d..(row * t + time + 1) * d];
+                for (g, col) in gates0[p * 4 * h..(p + 1) * 4 * h].iter_mut().zip(0..) {
+                    *g = bias[col] + (0..d).map(|k| x[k] * w_input[k * 4 * h + col]).sum::<f32>();
+                }
+            });
+            for parallel in [true, false] {
+                let mut gates = gates0.clone();
+                let mut seen = 0;
+                infer(&packing, &mut gates, &w_hidden, h, parallel, |s, n, hidden| {
+                    assert_eq!(n, packing.steps[s].1);
+                    for r in 0..n {
+                        let (row, time) = (packing.order[r], packing.position(r, s));
+                        let want = &want[(row * t + time) * h..(row * t + time + 1) * h];
+                        for (g, w) in hidden[r * h..(r + 1) * h].iter().zip(want) {
+                            assert!((g - w).abs() < 1e-5, "reverse={reverse} parallel={parallel} row {row} step {s}: {g} vs {w}");
+                        }
+                        seen += 1;
+                    }
+                });
+                assert_eq!(seen, lengths.iter().sum::<usize>());
+            }
+        }
+    }
+
     #[test]
     fn padding_and_batch_order_do_not_change_a_row() {
         let (d, h) = (3usize, 5usize);
