@@ -309,6 +309,38 @@ multiversion! {
 /// Below this many state values per step, splitting the rows over threads costs more than it saves.
 const PARALLEL_FROM: usize = 8192;
 
+/// One time step of the `n` rows still reading (`cell`, `hid`, `c_prev`, `h_prev`: `[n, h]`):
+/// `z` `[n, 4h]` arrives holding the input projection plus bias,
+/// gets `h_prev · W_h` added (not at the `first` step, whose previous state is zero) and leaves
+/// holding the activated gates; `cell` and `hid` receive the new state. With `parallel`, a step
+/// big enough is split into one block of rows per thread, each running its own slice of the
+/// matmul (single-threaded `gemm`) and its gate loop, so the step costs one join.
+#[allow(clippy::too_many_arguments)]
+fn step(first: bool, z: &mut [f32], cell: &mut [f32], hid: &mut [f32], c_prev: &[f32], h_prev: &[f32], w_hidden: &[f32], h: usize, parallel: bool) {
+    let g4 = 4 * h;
+    let run = |z: &mut [f32], cell: &mut [f32], hid: &mut [f32], c_prev: &[f32], h_prev: &[f32]| {
+        let rows = cell.len() / h;
+        if !first {
+            matmul(rows, h, g4, (h_prev, h as isize, 1), (w_hidden, g4 as isize, 1), true, z, g4 as isize, false);
+        }
+        for r in 0..rows {
+            let (hr, gr) = (r * h..(r + 1) * h, r * g4..(r + 1) * g4);
+            step_row(&mut z[gr], &c_prev[hr.clone()], &mut cell[hr.clone()], &mut hid[hr]);
+        }
+    };
+    let n = cell.len() / h;
+    let block = block_rows(n, h);
+    if parallel && block < n {
+        z.par_chunks_mut(block * g4)
+            .zip(cell.par_chunks_mut(block * h))
+            .zip(hid.par_chunks_mut(block * h))
+            .zip(c_prev.par_chunks(block * h).zip(h_prev.par_chunks(block * h)))
+            .for_each(|(((z, cell), hid), (c_prev, h_prev))| run(z, cell, hid, c_prev, h_prev));
+    } else {
+        run(z, cell, hid, c_prev, h_prev);
+    }
+}
+
 /// Runs the LSTM over `input` `[B, T, d]` whose rows have `lengths` real tokens. Returns every
 /// step's hidden state `[B, T, h]` (zero on padding) and, with `save`, what the backward pass
 /// needs.
@@ -335,7 +367,6 @@ pub fn forward(input: &[f32], lengths: &[usize], t: usize, w: Weights<'_>, rever
     let zeros = vec![0f32; b * h];
     let mut prev_offset = 0;
     for (s, &(offset, n)) in packing.steps.iter().enumerate() {
-        // Each task takes a block of rows through the recurrent matmul and the gate functions.
         let (cells_before, cells_now) = cells.split_at_mut(offset * h);
         let (hidden_before, hidden_now) = hidden.split_at_mut(offset * h);
         let (c_prev, h_prev): (&[f32], &[f32]) = if s > 0 {
@@ -343,22 +374,8 @@ pub fn forward(input: &[f32], lengths: &[usize], t: usize, w: Weights<'_>, rever
         } else {
             (&zeros[..n * h], &zeros[..n * h])
         };
-        let block = block_rows(n, h);
-        gates[offset * g4..(offset + n) * g4]
-            .par_chunks_mut(block * g4)
-            .zip(cells_now[..n * h].par_chunks_mut(block * h))
-            .zip(hidden_now[..n * h].par_chunks_mut(block * h))
-            .zip(c_prev.par_chunks(block * h).zip(h_prev.par_chunks(block * h)))
-            .for_each(|(((z, cell), hid), (c_prev, h_prev))| {
-                let rows = cell.len() / h;
-                if s > 0 {
-                    matmul(rows, h, g4, (h_prev, h as isize, 1), (w.w_hidden, g4 as isize, 1), true, z, g4 as isize, false);
-                }
-                for r in 0..rows {
-                    let (hr, gr) = (r * h..(r + 1) * h, r * g4..(r + 1) * g4);
-                    step_row(&mut z[gr], &c_prev[hr.clone()], &mut cell[hr.clone()], &mut hid[hr]);
-                }
-            });
+        let z = &mut gates[offset * g4..(offset + n) * g4];
+        step(s == 0, z, &mut cells_now[..n * h], &mut hidden_now[..n * h], c_prev, h_prev, w.w_hidden, h, true);
         prev_offset = offset;
     }
 
@@ -387,27 +404,8 @@ pub fn infer(packing: &Packing, gates: &mut [f32], w_hidden: &[f32], h: usize, p
     for (s, &(offset, n)) in packing.steps.iter().enumerate() {
         let (c_prev, c_now, h_prev, h_now) =
             if s % 2 == 0 { (&c1, &mut c0, &h1, &mut h0) } else { (&c0, &mut c1, &h0, &mut h1) };
-        let run = |z: &mut [f32], cell: &mut [f32], hid: &mut [f32], c_prev: &[f32], h_prev: &[f32]| {
-            let rows = cell.len() / h;
-            if s > 0 {
-                matmul(rows, h, g4, (h_prev, h as isize, 1), (w_hidden, g4 as isize, 1), true, z, g4 as isize, false);
-            }
-            for r in 0..rows {
-                let (hr, gr) = (r * h..(r + 1) * h, r * g4..(r + 1) * g4);
-                step_row(&mut z[gr], &c_prev[hr.clone()], &mut cell[hr.clone()], &mut hid[hr]);
-            }
-        };
         let z = &mut gates[offset * g4..(offset + n) * g4];
-        let block = block_rows(n, h);
-        if parallel && block < n {
-            z.par_chunks_mut(block * g4)
-                .zip(c_now[..n * h].par_chunks_mut(block * h))
-                .zip(h_now[..n * h].par_chunks_mut(block * h))
-                .zip(c_prev[..n * h].par_chunks(block * h).zip(h_prev[..n * h].par_chunks(block * h)))
-                .for_each(|(((z, cell), hid), (c_prev, h_prev))| run(z, cell, hid, c_prev, h_prev));
-        } else {
-            run(z, &mut c_now[..n * h], &mut h_now[..n * h], &c_prev[..n * h], &h_prev[..n * h]);
-        }
+        step(s == 0, z, &mut c_now[..n * h], &mut h_now[..n * h], &c_prev[..n * h], &h_prev[..n * h], w_hidden, h, parallel);
         visit(s, n, &h_now[..n * h]);
     }
 }
