@@ -32,7 +32,7 @@ use tokenizers::pre_tokenizers::punctuation::Punctuation;
 use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
 use tokenizers::pre_tokenizers::whitespace::Whitespace;
 use tokenizers::{
-    NormalizedString, Normalizer, OffsetReferential, OffsetType, PaddingParams, PaddingStrategy,
+    Model, NormalizedString, Normalizer, OffsetReferential, OffsetType, PaddingParams, PaddingStrategy,
     PreTokenizedString, PreTokenizer, Tokenizer, TruncationParams,
 };
 
@@ -164,9 +164,9 @@ pub fn shareable_temp(prefix: &'static str, directory: bool) -> tempfile::Builde
 pub struct WordTokenizer {
     inner: Tokenizer,
     max_len: usize,
-    /// The vocabulary again, for [`ascii_words`]: present only when `inner` runs exactly
+    /// Whether [`ascii_words`] may stand in for `inner`: only when `inner` runs exactly
     /// [`pipeline`] into a plain `WordLevel` model, so that both paths give the same ids.
-    ascii: Option<ahash::AHashMap<String, u32>>,
+    ascii: bool,
 }
 
 impl std::fmt::Debug for WordTokenizer {
@@ -195,17 +195,15 @@ fn pipeline() -> (NormSequence, PreSequence) {
 /// ASCII's, and the whitespace + punctuation pre-tokenizers leave runs of letters and digits
 /// as words and every other printable character as a word of its own. That pipeline was most of
 /// the cost of encoding short sentences. `None` for any other text, which takes the pipeline.
-fn ascii_words(text: &str, vocab: &ahash::AHashMap<String, u32>, max_len: usize) -> Option<Vec<u32>> {
+fn ascii_words(text: &str, vocab: impl Fn(&str) -> Option<u32>, max_len: usize) -> Option<Vec<u32>> {
     if !text.bytes().all(|b| (0x20..0x7f).contains(&b) || matches!(b, b'\t' | b'\n' | b'\r')) {
         return None;
     }
-    let lookup = |w: &str| vocab.get(w).copied().unwrap_or(UNK_ID);
+    let lookup = |w: &str| vocab(w).unwrap_or(UNK_ID);
     let mut ids = Vec::new();
     let mut word = String::new();
-    for c in text.chars() {
-        if ids.len() == max_len {
-            return Some(ids);
-        }
+    // A space after the text ends its last word.
+    for c in text.chars().chain([' ']) {
         if c.is_ascii_alphanumeric() {
             word.push(c.to_ascii_lowercase());
             continue;
@@ -214,14 +212,14 @@ fn ascii_words(text: &str, vocab: &ahash::AHashMap<String, u32>, max_len: usize)
             ids.push(lookup(&word));
             word.clear();
         }
-        if c.is_ascii_punctuation() && ids.len() < max_len {
-            let mut buf = [0u8; 1];
-            ids.push(lookup(c.encode_utf8(&mut buf)));
+        if c.is_ascii_punctuation() {
+            ids.push(lookup(c.encode_utf8(&mut [0u8; 1])));
+        }
+        if ids.len() >= max_len {
+            break;
         }
     }
-    if !word.is_empty() && ids.len() < max_len {
-        ids.push(lookup(&word));
-    }
+    ids.truncate(max_len);
     Some(ids)
 }
 
@@ -290,15 +288,15 @@ impl WordTokenizer {
         let mut inner = Tokenizer::new(model);
         inner.with_normalizer(Some(norm)).map_err(tk_err)?;
         inner.with_pre_tokenizer(Some(pre));
-        let mut tok = Self { inner, max_len, ascii: None };
+        let mut tok = Self { inner, max_len, ascii: false };
         tok.set_max_len(max_len)?;
-        tok.ascii = tok.ascii_vocab();
+        tok.ascii = tok.ascii_path_fits();
         Ok(tok)
     }
 
-    /// The vocabulary for the ASCII fast path, if `inner` is this crate's pipeline and model
-    /// (a `tokenizer.json` written elsewhere may configure anything).
-    fn ascii_vocab(&self) -> Option<ahash::AHashMap<String, u32>> {
+    /// Whether the ASCII fast path gives `inner`'s ids: `inner` must be this crate's pipeline
+    /// and model (a `tokenizer.json` written elsewhere may configure anything).
+    fn ascii_path_fits(&self) -> bool {
         let (norm, pre) = pipeline();
         let same_norm = serde_json::to_value(self.inner.get_normalizer()).ok()
             == serde_json::to_value(Some(NormalizerWrapper::from(norm))).ok();
@@ -306,7 +304,7 @@ impl WordTokenizer {
             == serde_json::to_value(Some(PreTokenizerWrapper::from(pre))).ok();
         let word_level = matches!(self.inner.get_model(), ModelWrapper::WordLevel(m) if m.unk_token == UNK);
         let plain = self.inner.get_added_tokens_decoder().is_empty() && self.inner.get_post_processor().is_none();
-        (same_norm && same_pre && word_level && plain).then(|| self.inner.get_vocab(false).into_iter().collect())
+        same_norm && same_pre && word_level && plain
     }
 
     /// Changes the truncation length; sentences longer than this keep their first `max_len`
@@ -362,14 +360,24 @@ impl WordTokenizer {
     /// Encodes one sentence to ids, truncated to `max_len`, without padding (at least one id:
     /// a sentence without words becomes `[UNK]`).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let mut ids = match self.ascii.as_ref().and_then(|vocab| ascii_words(text, vocab, self.max_len)) {
+        // The fast path requires a plain WordLevel model with no added tokens: ask its vocabulary.
+        let fast = match self.inner.get_model() {
+            ModelWrapper::WordLevel(model) if self.ascii => ascii_words(text, |w| model.token_to_id(w), self.max_len),
+            _ => None,
+        };
+        let mut ids = match fast {
             Some(ids) => ids,
-            None => self.inner.encode(text, false).map_err(tk_err)?.get_ids().to_vec(),
+            None => self.pipeline_ids(text)?,
         };
         if ids.is_empty() {
             ids.push(UNK_ID);
         }
         Ok(ids)
+    }
+
+    /// The ids `tokenizers` gives `text` (truncated, unpadded).
+    fn pipeline_ids(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self.inner.encode(text, false).map_err(tk_err)?.get_ids().to_vec())
     }
 
     /// Encodes sentences in parallel, each to its own unpadded row of ids (at least one id).
@@ -391,7 +399,7 @@ impl WordTokenizer {
     /// the two to the same ids.
     #[cfg(test)]
     fn encode_slow(&self, text: &str) -> Vec<u32> {
-        let mut ids = self.inner.encode(text, false).unwrap().get_ids().to_vec();
+        let mut ids = self.pipeline_ids(text).unwrap();
         if ids.is_empty() {
             ids.push(UNK_ID);
         }
@@ -411,9 +419,9 @@ impl WordTokenizer {
             return Err(corrupt(format!("expected {PAD} = {PAD_ID} and {UNK} = {UNK_ID}")));
         }
         let max_len = inner.get_truncation().map(|t| t.max_length).unwrap_or(48);
-        let mut tok = Self { inner, max_len, ascii: None };
+        let mut tok = Self { inner, max_len, ascii: false };
         tok.set_max_len(max_len)?;
-        tok.ascii = tok.ascii_vocab();
+        tok.ascii = tok.ascii_path_fits();
         Ok(tok)
     }
 
@@ -456,7 +464,7 @@ mod tests {
     fn ascii_fast_path_matches_the_pipeline() {
         let train = ["What's the best way to learn C++?", "snake_case vs. camelCase!!", "Is 3.14 > 3?", "a\tb\nc"];
         let mut tok = WordTokenizer::build(train.iter().copied(), &VocabOptions::default(), &[]).unwrap();
-        assert!(tok.ascii.is_some());
+        assert!(tok.ascii);
         let alphabet: Vec<char> = "aAbBcCsSeE3_ .,!?'\"-+()[]{}<>=$%&*/\\|^~`@#:;\t\n\rwhatisthebest".chars().collect();
         let mut state = 12345u64;
         let mut next = move |n: usize| {
@@ -478,7 +486,7 @@ mod tests {
         }
         tok.set_max_len(48).unwrap();
         for t in ["Café au lait?", "naïve", "tab\u{b}here", "ctl\u{1}x!"] {
-            assert!(ascii_words(t, tok.ascii.as_ref().unwrap(), 48).is_none(), "{t:?}");
+            assert!(ascii_words(t, |w| tok.token_to_id(w), 48).is_none(), "{t:?}");
             assert_eq!(tok.encode(t).unwrap(), tok.encode_slow(t));
         }
     }
@@ -491,8 +499,8 @@ mod tests {
         let mut json: serde_json::Value = serde_json::from_str(&tok.to_json().unwrap()).unwrap();
         json["normalizer"] = serde_json::Value::Null;
         let other = WordTokenizer::from_json(&json.to_string(), Path::new("other.json")).unwrap();
-        assert!(other.ascii.is_none());
-        assert!(WordTokenizer::from_json(&tok.to_json().unwrap(), Path::new("same.json")).unwrap().ascii.is_some());
+        assert!(!other.ascii);
+        assert!(WordTokenizer::from_json(&tok.to_json().unwrap(), Path::new("same.json")).unwrap().ascii);
         let cat = tok.token_to_id("cat").unwrap();
         assert_eq!(other.encode("THE cat").unwrap(), vec![UNK_ID, cat]);
         assert_eq!(tok.encode("THE cat").unwrap(), vec![tok.token_to_id("the").unwrap(), cat]);
