@@ -4,6 +4,7 @@ use burn::module::Module;
 use burn::prelude::Device;
 use rayon::prelude::*;
 
+use crate::head::VerdictHead;
 use crate::host::HostEncoder;
 use crate::model::{BatchTensors, SentenceEncoder};
 use crate::package::ModelPackage;
@@ -25,6 +26,8 @@ pub struct Embedder {
     encoder: SentenceEncoder,
     /// The weights copied to the host once, on the CPU backends.
     host: Option<HostEncoder>,
+    /// The package's verdict head, on `device`.
+    head: Option<VerdictHead>,
     device: Device,
     batch_size: usize,
 }
@@ -35,13 +38,22 @@ impl Embedder {
         let device = device.without_autodiff();
         let encoder = package.encoder.valid().to_device(&device);
         let host = crate::lstm_op::supported(&device).then(|| HostEncoder::new(&encoder));
-        Self { package, encoder, host, device, batch_size: DEFAULT_BATCH }
+        let head = package.head.as_ref().map(|(h, _)| h.valid().to_device(&device));
+        Self { package, encoder, host, head, device, batch_size: DEFAULT_BATCH }
     }
 
     /// Changes how many sentences go through the model at once.
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size.max(1);
         self
+    }
+
+    /// The verdict head's probabilities that row `i` of `a` and row `i` of `b` (vectors from
+    /// [`Embedder::embed`]) are duplicates, with the probability from which the package calls a
+    /// pair a duplicate; `None` for a package without a head, whose verdict is the distance.
+    pub fn head_probabilities(&self, a: &[f32], b: &[f32]) -> Option<(Vec<f32>, f64)> {
+        let (head, (_, threshold)) = (self.head.as_ref()?, self.package.head.as_ref()?);
+        Some((head.probabilities(a, b, &self.device), *threshold))
     }
 
     /// Size of each vector.

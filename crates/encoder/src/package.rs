@@ -6,6 +6,8 @@
 //!   tokenizer.json  the vocabulary, in the tokenizers crate's format
 //!   model.bpk       the weights, in burn's burnpack format
 //!   metrics.json    validation metrics per epoch and the decision threshold on distance
+//!   head.bpk        only with a verdict head: its weights (config.json then has "head", and
+//!                   metrics.json a "head_threshold" on the head's probability)
 //! ```
 //!
 //! Saving writes a complete package into a temporary sibling directory and then renames it into
@@ -21,6 +23,7 @@ use sha2::{Digest, Sha256};
 use tokenize::WordTokenizer;
 
 use crate::energy::Energy;
+use crate::head::{VerdictHead, VerdictHeadConfig};
 use crate::model::{EncoderConfig, SentenceEncoder};
 use crate::{EncoderError, Result};
 
@@ -34,6 +37,8 @@ pub const TOKENIZER_FILE: &str = "tokenizer.json";
 pub const WEIGHTS_FILE: &str = "model.bpk";
 /// See [`CONFIG_FILE`].
 pub const METRICS_FILE: &str = "metrics.json";
+/// See [`CONFIG_FILE`].
+pub const HEAD_FILE: &str = "head.bpk";
 
 /// Contents of `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +54,10 @@ pub struct PackageConfig {
     /// The training configuration that produced the package, kept for provenance.
     #[serde(default)]
     pub training: serde_json::Value,
+    /// Shape of the verdict head, for packages trained with one. Absent from older packages
+    /// and from those without a head, which therefore read and fingerprint as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<VerdictHeadConfig>,
 }
 
 /// A loaded model package, ready to encode sentences.
@@ -64,8 +73,13 @@ pub struct ModelPackage {
     pub encoder: SentenceEncoder,
     /// `metrics.json`, as written by the trainer.
     pub metrics: serde_json::Value,
-    /// Pairs at or below this distance are duplicates (from `metrics.json`).
+    /// Pairs at or below this distance are duplicates (from `metrics.json`). With a head, the
+    /// verdict on a pair comes from the head instead, and this threshold serves mining
+    /// (`dedup`), which must compare distances over all pairs.
     pub threshold: f64,
+    /// The learned pair verdict and the probability from which it calls a pair a duplicate,
+    /// for packages trained with one.
+    pub head: Option<(VerdictHead, f64)>,
     /// Hash of the config, tokenizer and weights: an index built with another model is detected.
     pub fingerprint: String,
 }
@@ -123,20 +137,54 @@ impl ModelPackage {
             h.update(part);
         }
         let fingerprint = h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect();
-        Ok(Self { dir: dir.to_path_buf(), config, tokenizer, encoder, metrics, threshold, fingerprint })
+        let head = match &config.head {
+            None => None,
+            Some(head_config) => {
+                if head_config.d_input != config.encoder.d_output() {
+                    return Err(corrupt(
+                        &config_path,
+                        format!(
+                            "the head reads vectors of width {} but the encoder gives {}",
+                            head_config.d_input,
+                            config.encoder.d_output()
+                        ),
+                    ));
+                }
+                let head_path = dir.join(HEAD_FILE);
+                read(&head_path)?;
+                let record = ModuleRecord::load(&head_path).map_err(|e| record_error(&head_path, e))?;
+                let head = head_config.init(device).try_load_record(record).map_err(|e| record_error(&head_path, e))?;
+                let t = metrics
+                    .get("head_threshold")
+                    .and_then(|t| t.as_f64())
+                    .filter(|t| t.is_finite())
+                    .ok_or_else(|| corrupt(&metrics_path, "the package has a head but no finite \"head_threshold\" field"))?;
+                Some((head, t))
+            }
+        };
+        Ok(Self { dir: dir.to_path_buf(), config, tokenizer, encoder, metrics, threshold, head, fingerprint })
     }
 
     /// Writes a package to `dir` atomically (a complete temporary sibling, then a rename).
-    /// `metrics` must contain a finite `"threshold"`.
+    /// `metrics` must contain a finite `"threshold"`, and with a `head` (whose shape must be
+    /// `config.head`) a finite `"head_threshold"` too.
     pub fn save(
         dir: &Path,
         config: &PackageConfig,
         tokenizer: &WordTokenizer,
         encoder: &SentenceEncoder,
+        head: Option<&VerdictHead>,
         metrics: &serde_json::Value,
     ) -> Result<()> {
-        if metrics.get("threshold").and_then(|t| t.as_f64()).is_none_or(|t| !t.is_finite()) {
+        let finite = |key: &str| metrics.get(key).and_then(|t| t.as_f64()).is_some_and(f64::is_finite);
+        if !finite("threshold") {
             return Err(corrupt(dir, "metrics must carry a finite \"threshold\""));
+        }
+        if head.is_some() != config.head.is_some() {
+            return Err(corrupt(dir, "a head is saved exactly when config.json describes one"));
+        }
+        if head.is_some() && !finite("head_threshold") {
+            return Err(corrupt(dir, "a package with a head must carry a finite \"head_threshold\""));
         }
         let parent = match dir.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -153,6 +201,10 @@ impl ModelPackage {
         tokenizer.save(&tmp.path().join(TOKENIZER_FILE))?;
         let wp = tmp.path().join(WEIGHTS_FILE);
         encoder.clone().into_record().save(&wp).map_err(|e| record_error(&wp, e))?;
+        if let Some(head) = head {
+            let hp = tmp.path().join(HEAD_FILE);
+            head.clone().into_record().save(&hp).map_err(|e| record_error(&hp, e))?;
+        }
         replace_dir(tmp, dir)
     }
 }

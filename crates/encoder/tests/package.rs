@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use encoder::{Backend, Embedder, Energy, EncoderConfig, ModelPackage, PackageConfig};
+use encoder::{Backend, Embedder, Energy, EncoderConfig, ModelPackage, PackageConfig, VerdictHeadConfig};
 use tokenize::{VocabOptions, WordTokenizer};
 
 fn sample(dir: &Path) -> (PackageConfig, WordTokenizer) {
@@ -18,10 +18,11 @@ fn sample(dir: &Path) -> (PackageConfig, WordTokenizer) {
         energy: Energy::Euclidean,
         max_len: 48,
         training: serde_json::json!({"note": "test"}),
+        head: None,
     };
     let device = Backend::Flex.device();
     let enc = config.encoder.init(&device);
-    ModelPackage::save(dir, &config, &tok, &enc, &serde_json::json!({"threshold": 0.8})).unwrap();
+    ModelPackage::save(dir, &config, &tok, &enc, None, &serde_json::json!({"threshold": 0.8})).unwrap();
     (config, tok)
 }
 
@@ -41,7 +42,7 @@ fn saved_package_reloads_to_identical_outputs() {
     // Save what was loaded, load again: same vectors bit for bit, same fingerprint.
     let again = tmp.path().join("pkg2");
     let p = ModelPackage::load(&dir, &device).unwrap();
-    ModelPackage::save(&again, &p.config, &p.tokenizer, &enc0, &p.metrics).unwrap();
+    ModelPackage::save(&again, &p.config, &p.tokenizer, &enc0, None, &p.metrics).unwrap();
     let second = ModelPackage::load(&again, &device).unwrap();
     assert_eq!(second.fingerprint, fp);
     let b = Embedder::new(second, device).embed(&TEXTS).unwrap();
@@ -50,6 +51,45 @@ fn saved_package_reloads_to_identical_outputs() {
     sample(&dir);
     let names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names.len(), 2, "{names:?}");
+}
+
+#[test]
+fn a_verdict_head_round_trips_and_its_absence_or_damage_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pkg");
+    let (mut config, tok) = sample(&dir);
+    let device = Backend::Flex.device();
+    let plain = ModelPackage::load(&dir, &device).unwrap();
+    assert!(plain.head.is_none());
+    // An older package's config.json has no "head" key and still reads the same.
+    let json = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    assert!(!json.contains("\"head\""), "{json}");
+
+    config.head = Some(VerdictHeadConfig::new(config.encoder.d_output()).with_d_hidden(5).with_input_scale(3.0));
+    let head = config.head.as_ref().unwrap().init(&device);
+    let metrics = serde_json::json!({"threshold": 0.8, "head_threshold": 0.6});
+    // A head without its threshold, or a config that does not describe it, is refused.
+    let no_t = serde_json::json!({"threshold": 0.8});
+    assert!(ModelPackage::save(&dir, &config, &tok, &plain.encoder, Some(&head), &no_t).is_err());
+    assert!(ModelPackage::save(&dir, &plain.config, &tok, &plain.encoder, Some(&head), &metrics).is_err());
+    ModelPackage::save(&dir, &config, &tok, &plain.encoder, Some(&head), &metrics).unwrap();
+
+    let loaded = ModelPackage::load(&dir, &device).unwrap();
+    let (h, t) = loaded.head.as_ref().expect("head loaded");
+    assert_eq!(*t, 0.6);
+    let a: Vec<f32> = (0..24).map(|i| (i as f32 * 0.37).sin()).collect();
+    let b: Vec<f32> = (0..24).map(|i| (i as f32 * 0.91).cos()).collect();
+    assert_eq!(h.probabilities(&a, &b, &device), head.probabilities(&a, &b, &device));
+
+    std::fs::remove_file(dir.join("head.bpk")).unwrap();
+    let e = load_err(&dir);
+    assert!(e.contains("head.bpk"), "{e}");
+
+    ModelPackage::save(&dir, &config, &tok, &plain.encoder, Some(&head), &metrics).unwrap();
+    config.head = Some(VerdictHeadConfig::new(config.encoder.d_output() + 1));
+    std::fs::write(dir.join("config.json"), serde_json::to_vec(&config).unwrap()).unwrap();
+    let e = load_err(&dir);
+    assert!(e.contains("config.json") && e.contains("head reads vectors of width"), "{e}");
 }
 
 fn load_err(dir: &Path) -> String {

@@ -263,17 +263,25 @@ fn run_search(common: &Common, args: &SearchArgs) -> anyhow::Result<()> {
     for (qi, q) in queries.iter().enumerate() {
         let qvec = &qv[qi * d..(qi + 1) * d];
         let hits = search::top_k(&idx.vectors, d, qvec, k);
+        // A package with a verdict head judges each hit with it; search itself ranks by the energy.
+        let hit_vecs: Vec<f32> = hits.iter().flat_map(|h| idx.vector(h.index).iter().copied()).collect();
+        let verdicts = embedder.head_probabilities(&qvec.repeat(hits.len()), &hit_vecs);
         let results: Vec<serde_json::Value> = hits
             .iter()
             .enumerate()
             .map(|(rank, h)| {
                 let dist = f64::from(energy.distance_host(qvec, idx.vector(h.index)));
-                serde_json::json!({
+                let mut r = serde_json::json!({
                     "rank": rank + 1,
                     "sentence": idx.sentences[h.index],
                     "similarity": energy.similarity_from_distance(dist),
                     "duplicate": dist <= threshold,
-                })
+                });
+                if let Some((p, t)) = &verdicts {
+                    r["duplicate_probability"] = serde_json::json!(p[rank]);
+                    r["duplicate"] = serde_json::json!(f64::from(p[rank]) >= *t);
+                }
+                r
             })
             .collect();
         if !common.json {
@@ -291,11 +299,15 @@ fn run_search(common: &Common, args: &SearchArgs) -> anyhow::Result<()> {
         all.push(serde_json::json!({"query": q, "results": results}));
     }
     if common.json {
-        let out = serde_json::json!({
+        let mut out = serde_json::json!({
             "model": embedder.package.dir,
             "duplicate_if_similarity_at_least": energy.similarity_from_distance(threshold),
             "queries": all,
         });
+        if let Some((_, t)) = &embedder.package.head {
+            out["duplicate_if_similarity_at_least"] = serde_json::Value::Null;
+            out["duplicate_if_probability_at_least"] = serde_json::json!(t);
+        }
         println!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(())
@@ -425,8 +437,9 @@ fn run_score(
         summary.scored as f64 / secs.max(1e-9)
     );
     if let Some(m) = summary.metrics {
+        let rule = if embedder.package.head.is_some() { "head probability >=" } else { "distance <=" };
         eprintln!(
-            "labels found: accuracy {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}  AP {:.4}  (threshold: distance <= {:.4})",
+            "labels found: accuracy {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}  AP {:.4}  (threshold: {rule} {:.4})",
             m.accuracy, m.precision, m.recall, m.f1, m.average_precision, m.threshold
         );
     }

@@ -117,7 +117,8 @@ fn parse(record: &csv::ByteRecord, cols: Columns, width: usize) -> std::result::
 }
 
 /// Scores every row of `input` and writes it to `output` with `similarity`, `is_duplicate` and
-/// `error` columns appended. `warn(line, message)` hears about each bad row; `progress(rows)`
+/// `error` columns appended; a package with a verdict head also gets a `duplicate_probability`
+/// column (before `is_duplicate`), and then the head decides `is_duplicate`. `warn(line, message)` hears about each bad row; `progress(rows)`
 /// about each finished batch.
 pub fn score_csv<R: Read, W: Write>(
     input: R,
@@ -159,7 +160,10 @@ pub fn score_csv<R: Read, W: Write>(
     let mut out_header = headers.clone();
     // Keep the requested column names unless the input already uses them (e.g. a gold
     // `is_duplicate` label): then prefix ours so no column name appears twice.
-    for name in ["similarity", "is_duplicate", "error"] {
+    let has_head = embedder.package.head.is_some();
+    let added: &[&str] =
+        if has_head { &["similarity", "duplicate_probability", "is_duplicate", "error"] } else { &["similarity", "is_duplicate", "error"] };
+    for name in added {
         let taken = headers.iter().any(|h| h.trim().eq_ignore_ascii_case(name));
         out_header.push(if taken { format!("predicted_{name}") } else { name.to_string() });
     }
@@ -180,6 +184,8 @@ pub fn score_csv<R: Read, W: Write>(
             .collect();
         let vecs = embedder.embed(&texts)?;
         let d = embedder.dim();
+        let side = |s: usize| -> Vec<f32> { vecs.chunks(d).skip(s).step_by(2).flatten().copied().collect() };
+        let verdicts = if has_head { embedder.head_probabilities(&side(0), &side(1)) } else { None };
         let mut k = 0;
         for p in pending.drain(..) {
             let mut rec = p.record;
@@ -189,21 +195,29 @@ pub fn score_csv<R: Read, W: Write>(
             match &p.parsed {
                 Ok(_) => {
                     let dist = energy.distance_host(&vecs[2 * k * d..(2 * k + 1) * d], &vecs[(2 * k + 1) * d..(2 * k + 2) * d]);
-                    k += 1;
                     let sim = energy.similarity_from_distance(f64::from(dist));
-                    let dup = f64::from(dist) <= threshold;
                     rec.push_field(format!("{sim:.6}").as_bytes());
+                    // The verdict and the ranking score: the head's probability, else the distance.
+                    let (dup, score) = match &verdicts {
+                        Some((probs, t)) => {
+                            rec.push_field(format!("{:.6}", probs[k]).as_bytes());
+                            (f64::from(probs[k]) >= *t, probs[k])
+                        }
+                        None => (f64::from(dist) <= threshold, -dist),
+                    };
+                    k += 1;
                     rec.push_field(if dup { b"1" } else { b"0" });
                     rec.push_field(b"");
                     summary.scored += 1;
                     if let Some(y) = p.label {
-                        scores.push(-dist);
+                        scores.push(score);
                         labels.push(y);
                     }
                 }
                 Err(reason) => {
-                    rec.push_field(b"");
-                    rec.push_field(b"");
+                    for _ in 1..added.len() {
+                        rec.push_field(b"");
+                    }
                     rec.push_field(reason.as_bytes());
                 }
             }
@@ -252,9 +266,14 @@ pub fn score_csv<R: Read, W: Write>(
     drop(flush);
     writer.flush().map_err(|e| RetrieveError::Invalid(e.to_string()))?;
     if labelled && !labels.is_empty() {
-        let mut m = binary_metrics(&scores, &labels, -threshold);
-        m.threshold = threshold;
-        summary.metrics = Some(m);
+        summary.metrics = Some(match &embedder.package.head {
+            Some((_, t)) => binary_metrics(&scores, &labels, *t),
+            None => {
+                let mut m = binary_metrics(&scores, &labels, -threshold);
+                m.threshold = threshold;
+                m
+            }
+        });
     }
     Ok(summary)
 }

@@ -94,3 +94,45 @@ fn score_reads_the_quora_tsv_layout() {
     assert_eq!(lines.next(), Some("label,question1,question2,id,similarity,is_duplicate,error"));
     assert_eq!(lines.count(), 2);
 }
+
+#[test]
+fn a_package_with_a_verdict_head_scores_and_judges_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let threshold = 0.5;
+    let model = tiny_package_with(tmp.path(), 3, 16, Some(threshold));
+    let out = tmp.path().join("scored.csv");
+    let run = retrieve(&["score", s(&fixtures().join("pairs.csv")), "-o", s(&out), "--model", s(&model)]);
+    ok(&run);
+    assert!(stderr(&run).contains("threshold: head probability >="), "{}", stderr(&run));
+    let mut r = csv::ReaderBuilder::new().flexible(true).from_path(&out).unwrap();
+    let h = r.headers().unwrap().clone();
+    assert_eq!(
+        h.iter().collect::<Vec<_>>(),
+        ["id", "question1", "question2", "is_duplicate", "similarity", "duplicate_probability", "predicted_is_duplicate", "error"]
+    );
+    let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
+    assert_eq!(rows.len(), 7, "every input row is written");
+    let mut probabilities = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        if i == 4 || i == 5 {
+            assert!(row[5].is_empty() && row[6].is_empty() && !row[7].is_empty(), "bad row {i}: {row:?}");
+            continue;
+        }
+        let p: f64 = row[5].parse().unwrap();
+        assert!((0.0..=1.0).contains(&p));
+        assert_eq!(&row[6], if p >= threshold { "1" } else { "0" }, "row {i}: the head decides");
+        probabilities.push(p);
+    }
+    assert!(probabilities.windows(2).any(|w| w[0] != w[1]), "the head tells pairs apart: {probabilities:?}");
+
+    // Search ranks by the energy but judges each hit with the head.
+    let corpus = tmp.path().join("sentences.txt");
+    std::fs::copy(fixtures().join("sentences.txt"), &corpus).unwrap();
+    let out = ok(&retrieve(&["why is the sky blue", "--corpus", s(&corpus), "--model", s(&model), "-k", "4", "--json"]));
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["duplicate_if_probability_at_least"].as_f64(), Some(threshold));
+    for r in json["queries"][0]["results"].as_array().unwrap() {
+        let p = r["duplicate_probability"].as_f64().expect("each hit has the head's probability");
+        assert_eq!(r["duplicate"].as_bool(), Some(p >= threshold), "{r}");
+    }
+}

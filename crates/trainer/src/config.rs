@@ -151,6 +151,12 @@ pub struct ModelConfig {
     pub init: Option<PathBuf>,
     /// Seed of the weight initialisation.
     pub seed: u64,
+    /// Hidden width of the verdict head, which is trained (and shipped) when a `verdict` loss
+    /// is configured.
+    pub head_hidden: usize,
+    /// The verdict head multiplies both vectors by this before forming its features (see
+    /// `encoder::VerdictHeadConfig::input_scale`).
+    pub head_input_scale: f64,
 }
 
 impl Default for ModelConfig {
@@ -168,6 +174,8 @@ impl Default for ModelConfig {
             normalize: true,
             init: None,
             seed: 42,
+            head_hidden: 128,
+            head_input_scale: 1.0,
         }
     }
 }
@@ -209,6 +217,9 @@ pub enum LossKind {
     /// MSE between the energy's similarity and the label scaled to `[0, 1]` (MaLSTM with the
     /// Manhattan energy).
     Regression,
+    /// Binary cross-entropy of a verdict head over `[|a−b|, a⊙b]`, trained with the encoder;
+    /// the package then judges pairs with the head (see `encoder::head`).
+    Verdict,
 }
 
 /// One term of the training objective.
@@ -311,8 +322,11 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.model.dropout) {
             return Err("model.dropout must be in [0, 1)".into());
         }
-        if self.model.d_hidden == 0 || self.model.d_embed == 0 {
-            return Err("model.d_hidden and model.d_embed must be at least 1".into());
+        if !(self.model.head_input_scale > 0.0 && self.model.head_input_scale.is_finite()) {
+            return Err("model.head_input_scale must be positive".into());
+        }
+        if self.model.d_hidden == 0 || self.model.d_embed == 0 || self.model.head_hidden == 0 {
+            return Err("model.d_hidden, model.d_embed and model.head_hidden must be at least 1".into());
         }
         if t.loss.is_empty() {
             return Err("train.loss needs at least one [[train.loss]] entry".into());

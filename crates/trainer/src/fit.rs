@@ -18,7 +18,7 @@ use encoder::loss::POSITIVE_FROM;
 use encoder::package::{PackageConfig, FORMAT_VERSION};
 use encoder::{
     contrastive_loss, in_batch_negatives_loss, online_contrastive_loss, regression_loss, BatchTensors, Coverage, Energy,
-    EncoderConfig, Glove, ModelPackage, SentenceEncoder, TwinEncoder,
+    EncoderConfig, Glove, ModelPackage, SentenceEncoder, TwinEncoder, VerdictHead, VerdictHeadConfig, verdict_loss,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
@@ -29,6 +29,13 @@ use tokenize::{Batch, WordTokenizer};
 
 use crate::config::{DataDirs, LossKind, SelectMetric, TrainConfig};
 use crate::{Result, TrainError};
+
+/// What the optimiser updates: the twin encoder and, when a verdict loss is configured, its head.
+#[derive(Module, Debug)]
+struct Trainable {
+    twin: TwinEncoder,
+    head: Option<VerdictHead>,
+}
 
 /// Run-time knobs that are not part of the reproducible config.
 #[derive(Debug, Clone, Default)]
@@ -61,6 +68,10 @@ pub struct EpochMetrics {
     pub average_precision: f64,
     /// Pairs at or below this distance are called duplicates.
     pub threshold: f64,
+    /// The verdict head's binary metrics (its `threshold` is a probability), when one is
+    /// trained; the epoch is then chosen by these instead of the distance's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<BinaryMetrics>,
     /// Pearson, Spearman and MSE against the gold scores (graded validation data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub graded: Option<GradedMetrics>,
@@ -80,6 +91,9 @@ pub struct EpochMetrics {
 pub struct TrainReport {
     /// Decision threshold on distance, from the best epoch.
     pub threshold: f64,
+    /// Decision threshold on the verdict head's probability, from the best epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_threshold: Option<f64>,
     /// The energy distances are measured with.
     pub energy: Energy,
     /// The epoch that was kept.
@@ -175,10 +189,34 @@ pub fn pair_distances(
     energy: Energy,
     device: &Device,
 ) -> Result<Vec<f32>> {
+    Ok(pair_scores(encoder, None, tokenizer, pairs, energy, device)?.0)
+}
+
+/// The energy's distance of every pair and, with a verdict head, the head's probability that
+/// the pair is a duplicate; both from one encoding of the pairs.
+pub fn pair_scores(
+    encoder: &SentenceEncoder,
+    head: Option<&VerdictHead>,
+    tokenizer: &WordTokenizer,
+    pairs: &[Pair],
+    energy: Energy,
+    device: &Device,
+) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
     let texts: Vec<&str> = pairs.iter().flat_map(|p| [p.a.as_str(), p.b.as_str()]).collect();
     let vecs = embed_texts(encoder, tokenizer, &texts, device, 256, |_| {})?;
     let d = encoder.d_output();
-    Ok((0..pairs.len()).map(|i| energy.distance_host(&vecs[2 * i * d..(2 * i + 1) * d], &vecs[(2 * i + 1) * d..(2 * i + 2) * d])).collect())
+    let side = |s: usize| -> Vec<f32> { (0..pairs.len()).flat_map(|i| vecs[(2 * i + s) * d..(2 * i + s + 1) * d].iter().copied()).collect() };
+    let (a, b) = (side(0), side(1));
+    let distances = (0..pairs.len()).map(|i| energy.distance_host(&a[i * d..(i + 1) * d], &b[i * d..(i + 1) * d])).collect();
+    let probabilities = head.map(|h| h.probabilities(&a, &b, device));
+    Ok((distances, probabilities))
+}
+
+/// Binary metrics of the head's probabilities at the accuracy-maximising threshold.
+fn head_validation(probabilities: &[f32], pairs: &[Pair]) -> BinaryMetrics {
+    let labels: Vec<bool> = pairs.iter().map(|p| p.label >= POSITIVE_FROM).collect();
+    let t = best_accuracy_threshold(probabilities, &labels);
+    binary_metrics(probabilities, &labels, t)
 }
 
 /// Binary metrics (graded labels count as genuine from [`POSITIVE_FROM`]) and the validation
@@ -213,6 +251,7 @@ fn objective(
     b: Tensor<2>,
     labels: &[f32],
     keys: (&[u64], &[u64]),
+    head: Option<&VerdictHead>,
     device: &Device,
 ) -> Option<Tensor<1>> {
     let energy = cfg.model.energy;
@@ -231,6 +270,7 @@ fn objective(
                 None => continue,
             },
             LossKind::Regression => regression_loss(energy.similarity(a.clone(), b.clone()), label_tensor()),
+            LossKind::Verdict => verdict_loss(head.expect("a verdict loss has a head").forward(a.clone(), b.clone()), label_tensor()),
         };
         let term = if spec.weight == 1.0 { term } else { term.mul_scalar(spec.weight) };
         total = Some(match total {
@@ -348,7 +388,7 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
 
     let device = cfg.train.backend.try_device().map_err(TrainError::Training)?.autodiff();
     device.seed(cfg.train.seed);
-    let (tokenizer, enc_cfg, encoder, coverage) = match &cfg.model.init {
+    let (tokenizer, enc_cfg, encoder, coverage, init_head) = match &cfg.model.init {
         Some(dir) => {
             // Fine-tuning: vocabulary, shape and weights come from the package.
             let pkg = ModelPackage::load(dir, &device)?;
@@ -358,7 +398,8 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
             let mut encoder = pkg.encoder;
             encoder.dropout = DropoutConfig::new(cfg.model.dropout).init();
             eprintln!("starting from {} (vocabulary {}, {} hidden)", dir.display(), tokenizer.vocab_size(), enc_cfg.d_hidden);
-            (tokenizer, enc_cfg, encoder, None)
+            let head = pkg.config.head.zip(pkg.head.map(|(h, _)| h));
+            (tokenizer, enc_cfg, encoder, None, head)
         }
         None => {
             let glove = match &cfg.model.glove {
@@ -387,7 +428,7 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
                 }
                 None => (enc_cfg.init(&device), None),
             };
-            (tokenizer, enc_cfg, encoder, coverage)
+            (tokenizer, enc_cfg, encoder, coverage, None)
         }
     };
     if let Some(c) = coverage {
@@ -400,9 +441,23 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
         cfg.train.backend,
         tokenizer.vocab_size()
     );
-    let mut model = TwinEncoder { encoder };
+    // A verdict loss trains a head: the fine-tuned package's own, or a fresh one.
+    let (head_cfg, head) = if cfg.train.loss.iter().any(|l| l.kind == LossKind::Verdict) {
+        let (c, h) = init_head.unwrap_or_else(|| {
+            let c = VerdictHeadConfig::new(enc_cfg.d_output())
+                .with_d_hidden(cfg.model.head_hidden)
+                .with_input_scale(cfg.model.head_input_scale)
+                .with_seed(cfg.model.seed.wrapping_add(3));
+            let h = c.init(&device);
+            (c, h)
+        });
+        (Some(c), Some(h))
+    } else {
+        (None, None)
+    };
+    let mut model = Trainable { twin: TwinEncoder { encoder }, head };
     if cfg.model.freeze_embeddings {
-        model.encoder.embedding = model.encoder.embedding.no_grad();
+        model.twin.encoder.embedding = model.twin.encoder.embedding.no_grad();
     }
     let mut adam = AdamConfig::new();
     if cfg.train.grad_clip > 0.0 {
@@ -424,7 +479,7 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
     let keys: Vec<(u64, u64)> = ids_a.iter().zip(&ids_b).map(|(a, b)| (hash(a), hash(b))).collect();
     let mut rng = StdRng::seed_from_u64(cfg.train.seed);
     let mut epochs: Vec<EpochMetrics> = Vec::new();
-    let mut best: Option<(f64, usize, SentenceEncoder)> = None;
+    let mut best: Option<(f64, usize, SentenceEncoder, Option<VerdictHead>)> = None;
     let inference = device.clone().without_autodiff();
 
     for epoch in 1..=cfg.train.epochs {
@@ -439,10 +494,10 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
             real += batch.lengths.iter().sum::<usize>();
             cells += batch.batch_size * batch.seq_len;
             let labels: Vec<f32> = idx.iter().map(|&i| train_pairs[i].label).collect();
-            let (a, b) = model.forward(BatchTensors::new(&batch, &device));
+            let (a, b) = model.twin.forward(BatchTensors::new(&batch, &device));
             let keys_a: Vec<u64> = idx.iter().map(|&i| keys[i].0).collect();
             let keys_b: Vec<u64> = idx.iter().map(|&i| keys[i].1).collect();
-            let Some(loss) = objective(cfg, a, b, &labels, (&keys_a, &keys_b), &device) else {
+            let Some(loss) = objective(cfg, a, b, &labels, (&keys_a, &keys_b), model.head.as_ref(), &device) else {
                 bar.inc(idx.len() as u64);
                 continue;
             };
@@ -462,8 +517,11 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
         let train_secs = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
 
-        let valid_encoder = model.encoder.valid();
-        let distances = pair_distances(&valid_encoder, &tokenizer, &valid_pairs, cfg.model.energy, &inference)?;
+        let valid_encoder = model.twin.encoder.valid();
+        let valid_head = model.head.as_ref().map(|h| h.valid());
+        let (distances, probabilities) =
+            pair_scores(&valid_encoder, valid_head.as_ref(), &tokenizer, &valid_pairs, cfg.model.energy, &inference)?;
+        let head_m = probabilities.map(|p| head_validation(&p, &valid_pairs));
         let (m, valid_loss) = validation(&distances, &valid_pairs, cfg.train.margin, graded.then_some(cfg.model.energy));
         let graded_m = graded.then(|| graded_on(&distances, &valid_pairs, cfg.model.energy, range));
         let retrieval_m = if graded {
@@ -481,20 +539,26 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
             f1: m.f1,
             average_precision: m.average_precision,
             threshold: m.threshold,
+            head: head_m,
             graded: graded_m,
             retrieval: retrieval_m,
             pairs_per_sec: seen as f64 / train_secs.max(1e-9),
             padding_fraction: if cells == 0 { 0.0 } else { 1.0 - real as f64 / cells as f64 },
             seconds: started.elapsed().as_secs_f64(),
         };
+        // With a head, the package's verdict comes from the head: choose the epoch by it.
+        let verdict = em.head.as_ref();
         let score = match cfg.train.select {
-            SelectMetric::Accuracy => em.accuracy,
-            SelectMetric::Ap => em.average_precision,
+            SelectMetric::Accuracy => verdict.map_or(em.accuracy, |h| h.accuracy),
+            SelectMetric::Ap => verdict.map_or(em.average_precision, |h| h.average_precision),
             SelectMetric::Mrr => em.retrieval.map_or(0.0, |r| r.mrr_at_10),
             SelectMetric::Pearson => em.graded.map_or(0.0, |g| g.pearson),
             SelectMetric::Spearman => em.graded.map_or(0.0, |g| g.spearman),
         };
-        let improved = best.as_ref().is_none_or(|(s, _, _)| score > *s);
+        let improved = best.as_ref().is_none_or(|(s, _, _, _)| score > *s);
+        let head_line = em.head.as_ref().map_or(String::new(), |h| {
+            format!("head acc {:.4}  F1 {:.4}  AP {:.4}  p >= {:.3} | ", h.accuracy, h.f1, h.average_precision, h.threshold)
+        });
         let quality = match (&em.graded, &em.retrieval) {
             (Some(g), _) => format!("pearson {:.4}  spearman {:.4}  MSE {:.3}", g.pearson, g.spearman, g.mse),
             (None, Some(r)) => format!(
@@ -504,7 +568,7 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
             (None, None) => format!("acc {:.4}  F1 {:.4}  AP {:.4}  thr {:.3}", em.accuracy, em.f1, em.average_precision, em.threshold),
         };
         eprintln!(
-            "epoch {epoch:>2}: train loss {:.4}  valid loss {:.4}  {quality}  {:.0} pairs/s  pad {:.0}%{}",
+            "epoch {epoch:>2}: train loss {:.4}  valid loss {:.4}  {head_line}{quality}  {:.0} pairs/s  pad {:.0}%{}",
             em.train_loss,
             em.valid_loss,
             em.pairs_per_sec,
@@ -513,18 +577,19 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
         );
         epochs.push(em);
         if improved {
-            best = Some((score, epoch, valid_encoder));
-        } else if best.as_ref().is_some_and(|(_, e, _)| epoch - e >= cfg.train.patience.max(1)) {
+            best = Some((score, epoch, valid_encoder, valid_head));
+        } else if best.as_ref().is_some_and(|(_, e, _, _)| epoch - e >= cfg.train.patience.max(1)) {
             eprintln!("no improvement for {} epochs: stopping", cfg.train.patience.max(1));
             break;
         }
     }
 
-    let (_, best_epoch, best_encoder) = best.ok_or_else(|| TrainError::Training("no epoch ran".into()))?;
+    let (_, best_epoch, best_encoder, best_head) = best.ok_or_else(|| TrainError::Training("no epoch ran".into()))?;
     let best_metrics = epochs[best_epoch - 1].clone();
     let output = run.output.clone().unwrap_or_else(|| cfg.output.clone());
     let report = TrainReport {
         threshold: best_metrics.threshold,
+        head_threshold: best_metrics.head.as_ref().map(|h| h.threshold),
         energy: cfg.model.energy,
         best_epoch,
         best: best_metrics,
@@ -543,18 +608,23 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
         energy: cfg.model.energy,
         max_len: cfg.tokenizer.max_len,
         training: serde_json::to_value(cfg).map_err(|e| TrainError::Training(e.to_string()))?,
+        head: head_cfg,
     };
     let metrics = serde_json::to_value(&report).map_err(|e| TrainError::Training(e.to_string()))?;
-    ModelPackage::save(&output, &package, &tokenizer, &best_encoder, &metrics)?;
+    ModelPackage::save(&output, &package, &tokenizer, &best_encoder, best_head.as_ref(), &metrics)?;
     Ok(report)
 }
 
 /// What [`evaluate`] measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EvalReport {
-    /// Binary metrics at the package's stored threshold (graded labels count as genuine from the
-    /// middle of their range).
+    /// Binary metrics of the package's verdict at its stored threshold (graded labels count as
+    /// genuine from the middle of their range): the head's probability when the package has a
+    /// head, the distance otherwise.
     pub binary: BinaryMetrics,
+    /// With a head: the same metrics for the energy's distance at its own stored threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_binary: Option<BinaryMetrics>,
     /// Correlations and MSE, for graded data.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub graded: Option<GradedMetrics>,
@@ -578,18 +648,24 @@ pub struct EvalOptions<'a> {
 /// never one chosen on the evaluated data.
 pub fn evaluate(package: &ModelPackage, pairs: &[Pair], options: &EvalOptions<'_>, device: &Device) -> Result<EvalReport> {
     let energy = package.config.energy;
-    let distances = pair_distances(&package.encoder, &package.tokenizer, pairs, energy, device)?;
+    let head = package.head.as_ref();
+    let (distances, probabilities) =
+        pair_scores(&package.encoder, head.map(|(h, _)| h), &package.tokenizer, pairs, energy, device)?;
     let labels: Vec<bool> = pairs.iter().map(|p| p.label >= POSITIVE_FROM).collect();
     let scores: Vec<f32> = distances.iter().map(|d| -d).collect();
-    let mut binary = binary_metrics(&scores, &labels, -package.threshold);
-    binary.threshold = package.threshold;
+    let mut by_distance = binary_metrics(&scores, &labels, -package.threshold);
+    by_distance.threshold = package.threshold;
+    let (binary, energy_binary) = match (head, probabilities) {
+        (Some((_, t)), Some(p)) => (binary_metrics(&p, &labels, *t), Some(by_distance)),
+        _ => (by_distance, None),
+    };
     let graded = options.graded_range.map(|r| graded_on(&distances, pairs, energy, r));
     let retrieval = if options.retrieval {
         Some(retrieval_on(&package.encoder, &package.tokenizer, pairs, energy, device, options.extra_corpus)?)
     } else {
         None
     };
-    Ok(EvalReport { binary, graded, retrieval })
+    Ok(EvalReport { binary, energy_binary, graded, retrieval })
 }
 
 /// The validation pairs a package was trained against, rebuilt from the training config stored

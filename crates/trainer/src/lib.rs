@@ -21,7 +21,7 @@ pub mod config;
 mod fit;
 
 pub use fit::{
-    bucketed_batches, evaluate, graded_on, heldout_pairs, load_scaled, pair_distances, retrieval_on, train, EpochMetrics, EvalOptions, EvalReport,
+    bucketed_batches, evaluate, graded_on, heldout_pairs, load_scaled, pair_distances, pair_scores, retrieval_on, train, EpochMetrics, EvalOptions, EvalReport,
     TrainReport, TrainRun,
 };
 

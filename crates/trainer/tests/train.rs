@@ -94,6 +94,7 @@ fn every_loss_trains_alone_and_in_combination() {
         vec![LossSpec::new(LossKind::OnlineContrastive)],
         vec![LossSpec::new(LossKind::InBatchNegatives)],
         vec![LossSpec::new(LossKind::Regression)],
+        vec![LossSpec::new(LossKind::Verdict)],
         vec![LossSpec::new(LossKind::Contrastive), LossSpec { weight: 0.5, ..LossSpec::new(LossKind::InBatchNegatives) }],
     ] {
         let mut cfg = tiny();
@@ -105,6 +106,37 @@ fn every_loss_trains_alone_and_in_combination() {
         let last = report.epochs.last().unwrap().train_loss;
         assert!(last < 0.8 * first, "{losses:?}: training loss did not fall: {first} -> {last}");
     }
+}
+
+#[test]
+fn a_verdict_loss_trains_ships_and_judges_with_a_head() {
+    let mut cfg = tiny();
+    cfg.train.loss.push(LossSpec::new(LossKind::Verdict));
+    cfg.train.select = SelectMetric::Ap;
+    cfg.model.head_hidden = 16;
+    let out = tempfile::tempdir().unwrap();
+    let run = TrainRun { progress: false, output: Some(out.path().join("m")) };
+    let report = trainer::train(&cfg, &dirs(), &run).unwrap();
+    assert!(report.epochs.iter().all(|e| e.head.is_some()), "every epoch measures the head");
+    let best_head = report.best.head.clone().unwrap();
+    // The kept epoch is the one whose head ranked the validation pairs best.
+    let top = report.epochs.iter().map(|e| e.head.as_ref().unwrap().average_precision).fold(f64::MIN, f64::max);
+    assert_eq!(best_head.average_precision, top);
+    assert_eq!(report.head_threshold, Some(best_head.threshold));
+
+    let device = Backend::Flex.device();
+    let package = ModelPackage::load(&out.path().join("m"), &device).unwrap();
+    let (_, t) = package.head.as_ref().expect("the package ships the head");
+    assert_eq!(Some(*t), report.head_threshold);
+    assert_eq!(package.config.head.as_ref().unwrap().d_hidden, 16);
+    // Evaluating on the validation pairs at the stored thresholds gives the training run's numbers,
+    // the head's as the verdict and the distance's beside it.
+    let (valid, _, _) = trainer::heldout_pairs(&package, &dirs()).unwrap();
+    let r = trainer::evaluate(&package, &valid, &EvalOptions::default(), &device).unwrap();
+    assert!((r.binary.accuracy - best_head.accuracy).abs() < 1e-9, "{r:?} vs {best_head:?}");
+    assert!((r.binary.average_precision - best_head.average_precision).abs() < 1e-6);
+    let by_distance = r.energy_binary.expect("the distance's metrics are reported beside the head's");
+    assert!((by_distance.accuracy - report.best.accuracy).abs() < 1e-9);
 }
 
 fn graded() -> TrainConfig {

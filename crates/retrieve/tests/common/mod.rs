@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use encoder::{Backend, EncoderConfig, Energy, ModelPackage, PackageConfig};
+use encoder::{Backend, EncoderConfig, Energy, ModelPackage, PackageConfig, VerdictHeadConfig};
 use tokenize::{VocabOptions, WordTokenizer};
 
 pub fn fixtures() -> PathBuf {
@@ -14,6 +14,12 @@ pub fn fixtures() -> PathBuf {
 /// A small, untrained but real model package (random weights from `seed`), with a threshold
 /// that makes identical sentences duplicates.
 pub fn tiny_package(dir: &Path, seed: u64, d_hidden: usize) -> PathBuf {
+    tiny_package_with(dir, seed, d_hidden, None)
+}
+
+/// [`tiny_package`] with a random verdict head calling pairs duplicates from probability
+/// `head_threshold`, when one is given.
+pub fn tiny_package_with(dir: &Path, seed: u64, d_hidden: usize, head_threshold: Option<f64>) -> PathBuf {
     let text = std::fs::read_to_string(fixtures().join("sentences.txt")).unwrap();
     let tok = WordTokenizer::build(text.lines(), &VocabOptions::default(), &[]).unwrap();
     let config = PackageConfig {
@@ -22,10 +28,21 @@ pub fn tiny_package(dir: &Path, seed: u64, d_hidden: usize) -> PathBuf {
         energy: Energy::Euclidean,
         max_len: 48,
         training: serde_json::Value::Null,
+        head: None,
     };
-    let enc = config.encoder.init(&Backend::Flex.device());
-    let out = dir.join(format!("model-{seed}-{d_hidden}"));
-    ModelPackage::save(&out, &config, &tok, &enc, &serde_json::json!({"threshold": 0.05})).unwrap();
+    let config = PackageConfig {
+        head: head_threshold.map(|_| VerdictHeadConfig::new(config.encoder.d_output()).with_d_hidden(8).with_seed(seed)),
+        ..config
+    };
+    let device = Backend::Flex.device();
+    let enc = config.encoder.init(&device);
+    let head = config.head.as_ref().map(|c| c.init(&device));
+    let out = dir.join(format!("model-{seed}-{d_hidden}{}", if head.is_some() { "-head" } else { "" }));
+    let metrics = match head_threshold {
+        Some(t) => serde_json::json!({"threshold": 0.05, "head_threshold": t}),
+        None => serde_json::json!({"threshold": 0.05}),
+    };
+    ModelPackage::save(&out, &config, &tok, &enc, head.as_ref(), &metrics).unwrap();
     out
 }
 

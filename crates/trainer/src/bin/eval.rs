@@ -110,7 +110,13 @@ fn print_report(r: &EvalReport, what: &str) {
         println!("spearman  {:.4}", g.spearman);
         println!("MSE       {:.4} (gold scale)", g.mse);
     } else {
-        println!("threshold distance <= {:.4}", m.threshold);
+        match &r.energy_binary {
+            Some(e) => println!(
+                "threshold head probability >= {:.4} (the distance alone, at <= {:.4}: accuracy {:.4}, AP {:.4})",
+                m.threshold, e.threshold, e.accuracy, e.average_precision
+            ),
+            None => println!("threshold distance <= {:.4}", m.threshold),
+        }
         println!("accuracy  {:.4}", m.accuracy);
         println!("precision {:.4}", m.precision);
         println!("recall    {:.4}", m.recall);

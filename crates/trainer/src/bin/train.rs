@@ -63,9 +63,21 @@ fn main() -> anyhow::Result<()> {
             report.valid_pairs, g.pearson, g.spearman, g.mse
         );
     } else {
+        if let Some(h) = &b.head {
+            println!(
+                "validation ({} pairs), head: accuracy {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}  AP {:.4}",
+                report.valid_pairs, h.accuracy, h.precision, h.recall, h.f1, h.average_precision
+            );
+        }
         println!(
-            "validation ({} pairs): accuracy {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}  AP {:.4}",
-            report.valid_pairs, b.accuracy, b.precision, b.recall, b.f1, b.average_precision
+            "validation ({} pairs){}: accuracy {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}  AP {:.4}",
+            report.valid_pairs,
+            if b.head.is_some() { ", distance" } else { "" },
+            b.accuracy,
+            b.precision,
+            b.recall,
+            b.f1,
+            b.average_precision
         );
     }
     if let Some(r) = &b.retrieval {
@@ -73,6 +85,9 @@ fn main() -> anyhow::Result<()> {
             "validation retrieval ({} queries): R@1 {:.4}  R@10 {:.4}  MRR@10 {:.4}",
             r.queries, r.recall_at_1, r.recall_at_10, r.mrr_at_10
         );
+    }
+    if let Some(t) = report.head_threshold {
+        println!("decision threshold: head probability >= {t:.4} (the head gives the verdict)");
     }
     println!("decision threshold: distance <= {:.4} ({})", report.threshold, serde_json::to_string(&report.energy)?);
     println!("model package written to {}", report.output.display());
