@@ -90,12 +90,30 @@ pub struct VocabOptions {
     pub seed_top: usize,
     /// Sentences are cut to this many tokens; longer ones are truncated.
     pub max_len: usize,
+    /// Words outside the vocabulary share this many "unknown word" ids by a hash of their
+    /// text, instead of all becoming `[UNK]`: two questions that differ in an unknown name
+    /// ("udemydownloader" against "bloodshow") then differ to the encoder too, and the same
+    /// unknown word on both sides matches. 0 keeps the single `[UNK]`. The buckets come after
+    /// `max_vocab` words, as the tokens `[UNK:0]`, `[UNK:1]`, …
+    pub oov_buckets: usize,
 }
 
 impl Default for VocabOptions {
     fn default() -> Self {
-        Self { min_count: 1, max_vocab: 50_000, seed_top: 0, max_len: 48 }
+        Self { min_count: 1, max_vocab: 50_000, seed_top: 0, max_len: 48, oov_buckets: 0 }
     }
+}
+
+/// The name of unknown-word bucket `i` (see [`VocabOptions::oov_buckets`]). The pre-tokenizer
+/// splits on brackets, so no word of any text can be one of these.
+pub fn bucket_token(i: usize) -> String {
+    format!("[UNK:{i}]")
+}
+
+/// FNV-1a over the word's bytes: a hash that, unlike std's, is fixed forever, since saved
+/// models depend on which bucket a word falls in.
+fn word_hash(word: &str) -> u64 {
+    word.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// One padded batch of token ids, row-major `[batch_size, seq_len]`.
@@ -167,6 +185,8 @@ pub struct WordTokenizer {
     /// Whether [`ascii_words`] may stand in for `inner`: only when `inner` runs exactly
     /// [`pipeline`] into a plain `WordLevel` model, so that both paths give the same ids.
     ascii: bool,
+    /// First id and number of the unknown-word buckets, when the vocabulary has them.
+    buckets: Option<(u32, u32)>,
 }
 
 impl std::fmt::Debug for WordTokenizer {
@@ -195,11 +215,10 @@ fn pipeline() -> (NormSequence, PreSequence) {
 /// ASCII's, and the whitespace + punctuation pre-tokenizers leave runs of letters and digits
 /// as words and every other printable character as a word of its own. That pipeline was most of
 /// the cost of encoding short sentences. `None` for any other text, which takes the pipeline.
-fn ascii_words(text: &str, vocab: impl Fn(&str) -> Option<u32>, max_len: usize) -> Option<Vec<u32>> {
+fn ascii_words(text: &str, lookup: impl Fn(&str) -> u32, max_len: usize) -> Option<Vec<u32>> {
     if !text.bytes().all(|b| (0x20..0x7f).contains(&b) || matches!(b, b'\t' | b'\n' | b'\r')) {
         return None;
     }
-    let lookup = |w: &str| vocab(w).unwrap_or(UNK_ID);
     let mut ids = Vec::new();
     let mut word = String::new();
     // A space after the text ends its last word.
@@ -279,6 +298,10 @@ impl WordTokenizer {
             let next = vocab.len() as u32;
             vocab.entry(words.into_iter().next().unwrap_or_default()).or_insert(next);
         }
+        for i in 0..options.oov_buckets {
+            let next = vocab.len() as u32;
+            vocab.insert(bucket_token(i), next);
+        }
         Self::from_vocab(vocab, options.max_len)
     }
 
@@ -288,10 +311,37 @@ impl WordTokenizer {
         let mut inner = Tokenizer::new(model);
         inner.with_normalizer(Some(norm)).map_err(tk_err)?;
         inner.with_pre_tokenizer(Some(pre));
-        let mut tok = Self { inner, max_len, ascii: false };
+        let mut tok = Self { inner, max_len, ascii: false, buckets: None };
         tok.set_max_len(max_len)?;
         tok.ascii = tok.ascii_path_fits();
+        tok.buckets = tok.find_buckets();
         Ok(tok)
+    }
+
+    /// The unknown-word buckets of the vocabulary: `[UNK:0]` and the tokens numbered after it
+    /// on consecutive ids.
+    fn find_buckets(&self) -> Option<(u32, u32)> {
+        // Bucketing looks words up with this crate's pipeline, so it needs that pipeline.
+        if !self.ascii {
+            return None;
+        }
+        let first = self.inner.token_to_id(&bucket_token(0))?;
+        let count = (1..).take_while(|&i| self.inner.token_to_id(&bucket_token(i)) == Some(first + i as u32)).count() + 1;
+        Some((first, count as u32))
+    }
+
+    /// Number of unknown-word buckets (0 when unknown words are all `[UNK]`).
+    pub fn oov_buckets(&self) -> usize {
+        self.buckets.map_or(0, |(_, n)| n as usize)
+    }
+
+    /// The id of a normalised word: its own, else its bucket, else `[UNK]`.
+    fn word_id(&self, word: &str, known: Option<u32>) -> u32 {
+        match (known, self.buckets) {
+            (Some(id), _) => id,
+            (None, Some((first, n))) => first + (word_hash(word) % u64::from(n)) as u32,
+            (None, None) => UNK_ID,
+        }
     }
 
     /// Whether the ASCII fast path gives `inner`'s ids: `inner` must be this crate's pipeline
@@ -362,7 +412,9 @@ impl WordTokenizer {
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         // The fast path requires a plain WordLevel model with no added tokens: ask its vocabulary.
         let fast = match self.inner.get_model() {
-            ModelWrapper::WordLevel(model) if self.ascii => ascii_words(text, |w| model.token_to_id(w), self.max_len),
+            ModelWrapper::WordLevel(model) if self.ascii => {
+                ascii_words(text, |w| self.word_id(w, model.token_to_id(w)), self.max_len)
+            }
             _ => None,
         };
         let mut ids = match fast {
@@ -375,9 +427,16 @@ impl WordTokenizer {
         Ok(ids)
     }
 
-    /// The ids `tokenizers` gives `text` (truncated, unpadded).
+    /// The ids `tokenizers` gives `text` (truncated, unpadded). With unknown-word buckets the
+    /// pipeline's words are looked up here instead, since `tokenizers` would make every unknown
+    /// word `[UNK]`.
     fn pipeline_ids(&self, text: &str) -> Result<Vec<u32>> {
-        Ok(self.inner.encode(text, false).map_err(tk_err)?.get_ids().to_vec())
+        if self.buckets.is_none() {
+            return Ok(self.inner.encode(text, false).map_err(tk_err)?.get_ids().to_vec());
+        }
+        let mut words = self.words(text)?;
+        words.truncate(self.max_len);
+        Ok(words.iter().map(|w| self.word_id(w, self.inner.token_to_id(w))).collect())
     }
 
     /// Encodes sentences in parallel, each to its own unpadded row of ids (at least one id).
@@ -419,9 +478,10 @@ impl WordTokenizer {
             return Err(corrupt(format!("expected {PAD} = {PAD_ID} and {UNK} = {UNK_ID}")));
         }
         let max_len = inner.get_truncation().map(|t| t.max_length).unwrap_or(48);
-        let mut tok = Self { inner, max_len, ascii: false };
+        let mut tok = Self { inner, max_len, ascii: false, buckets: None };
         tok.set_max_len(max_len)?;
         tok.ascii = tok.ascii_path_fits();
+        tok.buckets = tok.find_buckets();
         Ok(tok)
     }
 
@@ -486,9 +546,45 @@ mod tests {
         }
         tok.set_max_len(48).unwrap();
         for t in ["Café au lait?", "naïve", "tab\u{b}here", "ctl\u{1}x!"] {
-            assert!(ascii_words(t, |w| tok.token_to_id(w), 48).is_none(), "{t:?}");
+            assert!(ascii_words(t, |w| tok.token_to_id(w).unwrap_or(UNK_ID), 48).is_none(), "{t:?}");
             assert_eq!(tok.encode(t).unwrap(), tok.encode_slow(t));
         }
+    }
+
+    #[test]
+    fn unknown_words_fall_into_fixed_buckets() {
+        let opts = VocabOptions { oov_buckets: 16, ..Default::default() };
+        let tok = WordTokenizer::build(["the cat sat"], &opts, &[]).unwrap();
+        assert_eq!(tok.oov_buckets(), 16);
+        assert_eq!(tok.vocab_size(), 2 + 3 + 16, "the buckets are embedding rows too");
+        let first = tok.token_to_id("[UNK:0]").unwrap();
+        let text = "The zebra sat on the okapi";
+        let ids = tok.encode(text).unwrap();
+        assert_eq!(ids[0], tok.token_to_id("the").unwrap());
+        assert_eq!(ids[2], tok.token_to_id("sat").unwrap());
+        for i in [1, 3, 5] {
+            assert!((first..first + 16).contains(&ids[i]), "{ids:?}");
+        }
+        // One word, one bucket: on both paths, alone or in a sentence, and after a reload.
+        assert_eq!(tok.encode("zebra").unwrap(), vec![ids[1]]);
+        assert_eq!(tok.encode_slow(text), ids);
+        let again = WordTokenizer::from_json(&tok.to_json().unwrap(), Path::new("t.json")).unwrap();
+        assert_eq!(again.oov_buckets(), 16);
+        assert_eq!(again.encode(text).unwrap(), ids);
+        // Non-ASCII text takes the pipeline and normalises before hashing.
+        assert_eq!(tok.encode("Zébra").unwrap(), vec![ids[1]]);
+        // The hash is FNV-1a, fixed for every saved model.
+        assert_eq!(word_hash("a"), 0xaf63_dc4c_8601_ec8c);
+        let spread: std::collections::HashSet<u32> = (0..400).map(|i| tok.encode(&format!("w{i}x")).unwrap()[0]).collect();
+        assert_eq!(spread.len(), 16, "unknown words use every bucket");
+        // Truncation counts bucketed words like any other.
+        let mut short = tok.clone();
+        short.set_max_len(2).unwrap();
+        assert_eq!(short.encode(text).unwrap(), ids[..2]);
+        assert_eq!(short.encode_slow("Zébra okapi zébra"), short.encode("Zebra okapi zebra").unwrap());
+        // Without buckets, every unknown word is [UNK].
+        assert_eq!(tiny().oov_buckets(), 0);
+        assert_eq!(tiny().encode("zebra okapi").unwrap(), vec![UNK_ID, UNK_ID]);
     }
 
     /// A `tokenizer.json` with some other pipeline (here: no lowercasing) never takes the fast
