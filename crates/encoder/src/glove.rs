@@ -110,7 +110,8 @@ impl Glove {
                 found += 1;
             }
         }
-        (table, Coverage { vocab: n.saturating_sub(2), found })
+        // Unknown-word buckets are not words: they neither count as covered nor as missed.
+        (table, Coverage { vocab: n.saturating_sub(2 + tokenizer.oov_buckets()), found })
     }
 }
 
@@ -141,6 +142,12 @@ mod tests {
         assert_eq!(row("cafe"), vec![3.0, 4.0]);
         assert_eq!(&table[0..2], &[0.0, 0.0], "[PAD] row is zero");
         assert!(Glove::load(&p, Some(1)).unwrap().words.len() == 1);
+        // Unknown-word buckets get rows but are not vocabulary words for the coverage.
+        let opts = tokenize::VocabOptions { oov_buckets: 4, ..Default::default() };
+        let tok = tokenize::WordTokenizer::build(["the Café dog"].iter().copied(), &opts, &[]).unwrap();
+        let (table, cov) = g.embedding_table(&tok, 0);
+        assert_eq!(cov, Coverage { vocab: 3, found: 2 });
+        assert_eq!(table.len(), (2 + 3 + 4) * 2);
     }
 
     #[test]
