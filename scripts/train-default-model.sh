@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild the shipped default model package (models/quora) exactly as it was made: the same
-# config (configs/quora-bimax-verdict.toml: seeds, split, vocabulary, GloVe init) and the same
+# config (configs/quora-bimax-head.toml: seeds, split, vocabulary, GloVe init) and the same
 # trainer.
 #
 #   scripts/train-default-model.sh [--data-dir DIR] [--embeddings-dir DIR]
@@ -10,4 +10,4 @@
 # rebuilt automatically on the next query, since the model fingerprint changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo run --release -p trainer --bin train -- --config configs/quora-bimax-verdict.toml --output models/quora "$@"
+cargo run --release -p trainer --bin train -- --config configs/quora-bimax-head.toml --output models/quora "$@"
