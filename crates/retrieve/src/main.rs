@@ -49,8 +49,8 @@ struct SearchArgs {
 #[derive(clap::Args, Debug, Clone)]
 struct Common {
     /// Model package directory [default: models/quora-retrieval for search, index, add and dedup
-    /// (it ranks best and keeps unrelated questions apart); models/quora for score (the most
-    /// accurate verdicts on pairs like Quora's)].
+    /// (it ranks best and keeps unrelated questions apart); models/quora for score (its verdict
+    /// head ranks duplicate pairs like Quora's best)].
     #[arg(long, global = true, env = "TWIN_MODEL")]
     model: Option<PathBuf>,
     /// Compute backend: ndarray, flex or wgpu.
@@ -104,7 +104,9 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    /// Score a CSV of sentence pairs: adds similarity, is_duplicate and error columns.
+    /// Score a CSV of sentence pairs: adds similarity, is_duplicate and error columns (and
+    /// duplicate_probability, which then decides is_duplicate, with a model that has a verdict
+    /// head, as the default model does).
     Score {
         /// The pairs: CSV/TSV with a header, or the Quora TSV with --format qqp.
         file: PathBuf,
