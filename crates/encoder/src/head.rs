@@ -122,7 +122,7 @@ pub fn verdict_loss(logits: Tensor<1>, labels: Tensor<1>) -> Tensor<1> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+    use burn::optim::{AdamConfig, GradientsParams};
 
     fn dev() -> Device {
         Device::flex()
