@@ -293,7 +293,7 @@ fn run_search(common: &Common, args: &SearchArgs) -> anyhow::Result<()> {
             for r in &results {
                 println!(
                     "{:>3}. {:.3}  {:<13}  {}",
-                    r["rank"],
+                    r["rank"].as_u64().unwrap_or(0),
                     r["similarity"].as_f64().unwrap_or(0.0),
                     if r["duplicate"].as_bool() == Some(true) { "duplicate" } else { "not duplicate" },
                     r["sentence"].as_str().unwrap_or("")

@@ -122,6 +122,8 @@ fn default_corpus_is_indexed_once_and_rebuilt_when_it_changes() {
     let out = ok(&retrieve(&["why is the sky blue", "--corpus", s(&corpus), "--model", s(&model), "-k", "3"]));
     assert_eq!(std::fs::metadata(&cache).unwrap().modified().unwrap(), first, "cache was rebuilt needlessly");
     assert_eq!(out.lines().count(), 4, "{out}");
+    // The query line, then ranks right-aligned as in the README's quickstart output.
+    assert!(out.lines().nth(1).unwrap().starts_with("  1. "), "{out}");
     // Change the corpus: the cache is rebuilt and the new question can be found.
     std::fs::write(&corpus, "Why is the sky blue?\nWhat is the tallest tree on earth?\n").unwrap();
     let out = ok(&retrieve(&["tallest tree on earth", "--corpus", s(&corpus), "--model", s(&model), "--json"]));
