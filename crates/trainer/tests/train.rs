@@ -55,13 +55,16 @@ fn same_config_trains_alike_on_every_backend() {
         let mut cfg = tiny();
         cfg.train.epochs = 1;
         cfg.train.backend = backend;
+        // The verdict head trains on every backend too.
+        cfg.train.loss.push(LossSpec::new(LossKind::Verdict));
         let out = tempfile::tempdir().unwrap();
         let run = TrainRun { progress: false, output: Some(out.path().join("m")) };
         let report = trainer::train(&cfg, &dirs(), &run).unwrap();
         assert_eq!(report.backend, backend.to_string());
         losses.push((backend, report.epochs[0].train_loss));
     }
-    // Same host-seeded initial weights and batches: the first epoch's loss agrees across backends.
+    // Same host-seeded initial weights (encoder and head) and batches: the first epoch's loss
+    // agrees across backends.
     let (_, reference) = losses[0];
     for (backend, loss) in &losses {
         assert!((loss - reference).abs() < 1e-3 * reference.max(1.0), "{backend}: {loss} vs {reference}");
