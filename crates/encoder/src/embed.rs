@@ -48,12 +48,13 @@ impl Embedder {
         self
     }
 
-    /// The verdict head's probabilities that row `i` of `a` and row `i` of `b` (vectors from
-    /// [`Embedder::embed`]) are duplicates, with the probability from which the package calls a
-    /// pair a duplicate; `None` for a package without a head, whose verdict is the distance.
-    pub fn head_probabilities(&self, a: &[f32], b: &[f32]) -> Option<(Vec<f32>, f64)> {
+    /// The verdict head's probabilities that the two vectors of each of `n` pairs (vectors from
+    /// [`Embedder::embed`], see [`VerdictHead::probabilities`]) are duplicates, with the
+    /// probability from which the package calls a pair a duplicate; `None` for a package without
+    /// a head, whose verdict is the distance.
+    pub fn head_probabilities<'a>(&self, n: usize, pair: impl Fn(usize) -> (&'a [f32], &'a [f32])) -> Option<(Vec<f32>, f64)> {
         let (head, (_, threshold)) = (self.head.as_ref()?, self.package.head.as_ref()?);
-        Some((head.probabilities(a, b, &self.device), *threshold))
+        Some((head.probabilities(n, pair, &self.device), *threshold))
     }
 
     /// Size of each vector.

@@ -88,21 +88,24 @@ impl VerdictHead {
         self.w_hidden.dims()[0] / 2
     }
 
-    /// Probabilities of "duplicate" for `n` pairs of host vectors: row `i` of `a` against row `i`
-    /// of `b` (both `n × d`, row-major). Runs in chunks so that a large file needs no more than a
-    /// few MiB of feature tensors at once.
-    pub fn probabilities(&self, a: &[f32], b: &[f32], device: &Device) -> Vec<f32> {
+    /// Probabilities of "duplicate" for `n` pairs of host vectors, `pair(i)` giving the two
+    /// vectors of pair `i` wherever they live (interleaved encoder output, a query against index
+    /// rows), so that no caller copies them into two side arrays first. Runs in chunks so that a
+    /// large file needs no more than a few MiB of feature tensors at once.
+    pub fn probabilities<'a>(&self, n: usize, pair: impl Fn(usize) -> (&'a [f32], &'a [f32]), device: &Device) -> Vec<f32> {
         const CHUNK: usize = 2048;
         let d = self.d_input();
-        assert_eq!(a.len(), b.len(), "both sides hold the same number of vectors");
-        assert_eq!(a.len() % d.max(1), 0, "vectors of width {d}");
-        let n = a.len() / d.max(1);
         let mut out = Vec::with_capacity(n);
         for start in (0..n).step_by(CHUNK) {
             let rows = CHUNK.min(n - start);
-            let side = |v: &[f32]| {
-                Tensor::<2>::from_data(TensorData::new(v[start * d..(start + rows) * d].to_vec(), [rows, d]), device)
-            };
+            let (mut a, mut b) = (Vec::with_capacity(rows * d), Vec::with_capacity(rows * d));
+            for i in start..start + rows {
+                let (x, y) = pair(i);
+                assert!(x.len() == d && y.len() == d, "pair {i}: vectors of width {d} expected");
+                a.extend_from_slice(x);
+                b.extend_from_slice(y);
+            }
+            let side = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [rows, d]), device);
             let p = sigmoid(self.forward(side(a), side(b)));
             out.extend(p.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 probabilities"));
         }
@@ -143,15 +146,16 @@ mod tests {
         let ba: Vec<f32> = head.forward(t2(&b, 2, &device), t2(&a, 2, &device)).into_data().try_into_vec().unwrap();
         assert_eq!(ab, ba);
         assert_ne!(ab[0], ab[1]);
-        let p = head.probabilities(&a, &b, &device);
+        let p = head.probabilities(2, |i| (&a[i * 4..(i + 1) * 4], &b[i * 4..(i + 1) * 4]), &device);
         for (l, p) in ab.iter().zip(&p) {
             assert!((1.0 / (1.0 + (-l).exp()) - p).abs() < 1e-6);
         }
         // The input scale is applied to both vectors: scaling them by hand is the same.
         let scaled = VerdictHeadConfig::new(4).with_d_hidden(8).with_input_scale(2.0).init(&device);
         let twice = |v: &[f32]| v.iter().map(|x| 2.0 * x).collect::<Vec<f32>>();
-        let by_config = scaled.probabilities(&a, &b, &device);
-        let by_hand = head.probabilities(&twice(&a), &twice(&b), &device);
+        let (a2, b2) = (twice(&a), twice(&b));
+        let by_config = scaled.probabilities(2, |i| (&a[i * 4..(i + 1) * 4], &b[i * 4..(i + 1) * 4]), &device);
+        let by_hand = head.probabilities(2, |i| (&a2[i * 4..(i + 1) * 4], &b2[i * 4..(i + 1) * 4]), &device);
         for (x, y) in by_config.iter().zip(&by_hand) {
             assert!((x - y).abs() < 1e-6, "{by_config:?} vs {by_hand:?}");
         }
@@ -192,7 +196,7 @@ mod tests {
         }
         let last = loss_of(&head);
         assert!(last < first / 10.0, "loss {first} -> {last}");
-        let p = head.valid().probabilities(&a, &b, &dev());
+        let p = head.valid().probabilities(4, |i| (&a[i * 3..(i + 1) * 3], &b[i * 3..(i + 1) * 3]), &dev());
         assert!(p[0] > 0.9 && p[1] < 0.1 && p[2] > 0.9 && p[3] > 0.9, "{p:?}");
     }
 }

@@ -151,7 +151,6 @@ impl ModelPackage {
                     ));
                 }
                 let head_path = dir.join(HEAD_FILE);
-                read(&head_path)?;
                 let record = ModuleRecord::load(&head_path).map_err(|e| record_error(&head_path, e))?;
                 let head = head_config.init(device).try_load_record(record).map_err(|e| record_error(&head_path, e))?;
                 let t = metrics

@@ -79,7 +79,10 @@ fn a_verdict_head_round_trips_and_its_absence_or_damage_is_named() {
     assert_eq!(*t, 0.6);
     let a: Vec<f32> = (0..24).map(|i| (i as f32 * 0.37).sin()).collect();
     let b: Vec<f32> = (0..24).map(|i| (i as f32 * 0.91).cos()).collect();
-    assert_eq!(h.probabilities(&a, &b, &device), head.probabilities(&a, &b, &device));
+    let d = config.encoder.d_output();
+    let n = a.len() / d;
+    let pair = |i: usize| (&a[i * d..(i + 1) * d], &b[i * d..(i + 1) * d]);
+    assert_eq!(h.probabilities(n, pair, &device), head.probabilities(n, pair, &device));
 
     std::fs::remove_file(dir.join("head.bpk")).unwrap();
     let e = load_err(&dir);

@@ -268,8 +268,7 @@ fn run_search(common: &Common, args: &SearchArgs) -> anyhow::Result<()> {
         let qvec = &qv[qi * d..(qi + 1) * d];
         let hits = search::top_k(&idx.vectors, d, qvec, k);
         // A package with a verdict head judges each hit with it; search itself ranks by the energy.
-        let hit_vecs: Vec<f32> = hits.iter().flat_map(|h| idx.vector(h.index).iter().copied()).collect();
-        let verdicts = embedder.head_probabilities(&qvec.repeat(hits.len()), &hit_vecs);
+        let verdicts = embedder.head_probabilities(hits.len(), |i| (qvec, idx.vector(hits[i].index)));
         let results: Vec<serde_json::Value> = hits
             .iter()
             .enumerate()

@@ -118,8 +118,8 @@ fn parse(record: &csv::ByteRecord, cols: Columns, width: usize) -> std::result::
 
 /// Scores every row of `input` and writes it to `output` with `similarity`, `is_duplicate` and
 /// `error` columns appended; a package with a verdict head also gets a `duplicate_probability`
-/// column (before `is_duplicate`), and then the head decides `is_duplicate`. `warn(line, message)` hears about each bad row; `progress(rows)`
-/// about each finished batch.
+/// column (before `is_duplicate`), and then the head decides `is_duplicate`.
+/// `warn(line, message)` hears about each bad row; `progress(rows)` about each finished batch.
 pub fn score_csv<R: Read, W: Write>(
     input: R,
     output: W,
@@ -184,8 +184,7 @@ pub fn score_csv<R: Read, W: Write>(
             .collect();
         let vecs = embedder.embed(&texts)?;
         let d = embedder.dim();
-        let side = |s: usize| -> Vec<f32> { vecs.chunks(d).skip(s).step_by(2).flatten().copied().collect() };
-        let verdicts = if has_head { embedder.head_probabilities(&side(0), &side(1)) } else { None };
+        let verdicts = embedder.head_probabilities(texts.len() / 2, |k| (&vecs[2 * k * d..(2 * k + 1) * d], &vecs[(2 * k + 1) * d..(2 * k + 2) * d]));
         let mut k = 0;
         for p in pending.drain(..) {
             let mut rec = p.record;

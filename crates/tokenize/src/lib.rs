@@ -311,6 +311,12 @@ impl WordTokenizer {
         let mut inner = Tokenizer::new(model);
         inner.with_normalizer(Some(norm)).map_err(tk_err)?;
         inner.with_pre_tokenizer(Some(pre));
+        Self::around(inner, max_len)
+    }
+
+    /// Wraps a built or loaded `tokenizers` pipeline: truncation and padding for `max_len`, and
+    /// what `inner` allows (the ASCII fast path, unknown-word buckets).
+    fn around(inner: Tokenizer, max_len: usize) -> Result<Self> {
         let mut tok = Self { inner, max_len, ascii: false, buckets: None };
         tok.set_max_len(max_len)?;
         tok.ascii = tok.ascii_path_fits();
@@ -478,11 +484,7 @@ impl WordTokenizer {
             return Err(corrupt(format!("expected {PAD} = {PAD_ID} and {UNK} = {UNK_ID}")));
         }
         let max_len = inner.get_truncation().map(|t| t.max_length).unwrap_or(48);
-        let mut tok = Self { inner, max_len, ascii: false, buckets: None };
-        tok.set_max_len(max_len)?;
-        tok.ascii = tok.ascii_path_fits();
-        tok.buckets = tok.find_buckets();
-        Ok(tok)
+        Self::around(inner, max_len)
     }
 
     /// Writes `tokenizer.json` atomically: a crash mid-write leaves any previous file intact.

@@ -205,10 +205,14 @@ pub fn pair_scores(
     let texts: Vec<&str> = pairs.iter().flat_map(|p| [p.a.as_str(), p.b.as_str()]).collect();
     let vecs = embed_texts(encoder, tokenizer, &texts, device, 256, |_| {})?;
     let d = encoder.d_output();
-    let side = |s: usize| -> Vec<f32> { (0..pairs.len()).flat_map(|i| vecs[(2 * i + s) * d..(2 * i + s + 1) * d].iter().copied()).collect() };
-    let (a, b) = (side(0), side(1));
-    let distances = (0..pairs.len()).map(|i| energy.distance_host(&a[i * d..(i + 1) * d], &b[i * d..(i + 1) * d])).collect();
-    let probabilities = head.map(|h| h.probabilities(&a, &b, device));
+    let pair = |i: usize| (&vecs[2 * i * d..(2 * i + 1) * d], &vecs[(2 * i + 1) * d..(2 * i + 2) * d]);
+    let distances = (0..pairs.len())
+        .map(|i| {
+            let (a, b) = pair(i);
+            energy.distance_host(a, b)
+        })
+        .collect();
+    let probabilities = head.map(|h| h.probabilities(pairs.len(), pair, device));
     Ok((distances, probabilities))
 }
 
