@@ -70,6 +70,9 @@ pub enum TokenizeError {
     /// The options cannot build a usable vocabulary.
     #[error("invalid vocabulary options: {0}")]
     Options(String),
+    /// A file could not be written safely.
+    #[error(transparent)]
+    Fs(#[from] fsio::FsError),
 }
 
 /// Result alias of this crate.
@@ -158,22 +161,6 @@ impl Batch {
         let real: usize = self.lengths.iter().sum();
         1.0 - real as f64 / total as f64
     }
-}
-
-/// A builder for the temporary sibling that every atomic write in the workspace goes through
-/// (write it, then rename it over the target). It is created with ordinary permissions (0644 for
-/// a file, 0755 for a directory) rather than tempfile's private 0600/0700, so what lands after
-/// the rename is readable like any file the user writes.
-pub fn shareable_temp(prefix: &'static str, directory: bool) -> tempfile::Builder<'static, 'static> {
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(prefix);
-    #[cfg(unix)]
-    builder.permissions(<std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(
-        if directory { 0o755 } else { 0o644 },
-    ));
-    #[cfg(not(unix))]
-    let _ = directory;
-    builder
 }
 
 /// A word-level tokenizer: the `tokenizers` crate's `WordLevel` model behind an NFD + lowercase +
@@ -491,11 +478,9 @@ impl WordTokenizer {
     pub fn save(&self, path: &Path) -> Result<()> {
         let json = self.to_json()?;
         let io = |source| TokenizeError::Io { path: path.to_path_buf(), source };
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let mut tmp = shareable_temp(".tokenizer-", false).tempfile_in(dir).map_err(io)?;
-        tmp.write_all(json.as_bytes()).map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(path).map_err(|e| io(e.error))?;
+        let mut file = fsio::AtomicFile::create(path)?;
+        file.write_all(json.as_bytes()).map_err(io)?;
+        file.commit()?;
         Ok(())
     }
 

@@ -123,7 +123,7 @@ pub struct TrainReport {
 fn report_skipped(path: &Path, skipped: &[data::BadRow]) {
     const SHOWN: usize = 3;
     for bad in skipped.iter().take(SHOWN) {
-        eprintln!("warning: {}:{}: skipped: {}", path.display(), bad.line, bad.reason);
+        fsio::warn!("warning: {}:{}: skipped: {}", path.display(), bad.line, bad.reason);
     }
     if skipped.len() > SHOWN {
         let mut counts: Vec<(&str, usize)> = Vec::new();
@@ -134,7 +134,7 @@ fn report_skipped(path: &Path, skipped: &[data::BadRow]) {
             }
         }
         for (reason, n) in counts {
-            eprintln!("warning: {}: {n} more rows skipped: {reason}", path.display());
+            fsio::warn!("warning: {}: {n} more rows skipped: {reason}", path.display());
         }
     }
 }
@@ -337,6 +337,8 @@ fn progress_bar(show: bool, len: u64, prefix: String) -> ProgressBar {
 /// Trains a model as `cfg` says and writes its package. Returns the validation report.
 pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<TrainReport> {
     cfg.check().map_err(TrainError::Training)?;
+    // A bad output (a file, or a folder that is not a package) fails now, not after training.
+    encoder::package::check_target(&run.output.clone().unwrap_or_else(|| cfg.output.clone()))?;
     let d = &cfg.data;
     let train_path = DataDirs::resolve(&dirs.data, &d.train);
     let all = load_scaled(&train_path, d.format, d.subset.as_deref(), d.range_of(d.format), d.skip_bad_rows)?;
@@ -374,7 +376,7 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
             let more = load_scaled(&path, src.format, src.subset.as_deref(), d.range_of(src.format), d.skip_bad_rows)?;
             let before = more.len();
             let kept: Vec<Pair> = more.into_iter().filter(|p| !banned.contains(&key(p))).collect();
-            eprintln!(
+            fsio::warn!(
                 "{}: {} more training pairs{}",
                 path.display(),
                 kept.len(),
@@ -401,7 +403,7 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
             let enc_cfg = pkg.config.encoder.with_dropout(cfg.model.dropout);
             let mut encoder = pkg.encoder;
             encoder.dropout = DropoutConfig::new(cfg.model.dropout).init();
-            eprintln!("starting from {} (vocabulary {}, {} hidden)", dir.display(), tokenizer.vocab_size(), enc_cfg.d_hidden);
+            fsio::warn!("starting from {} (vocabulary {}, {} hidden)", dir.display(), tokenizer.vocab_size(), enc_cfg.d_hidden);
             let head = pkg.config.head.zip(pkg.head.map(|(h, _)| h));
             (tokenizer, enc_cfg, encoder, None, head)
         }
@@ -436,9 +438,9 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
         }
     };
     if let Some(c) = coverage {
-        eprintln!("GloVe covers {} of {} vocabulary words ({:.1}%)", c.found, c.vocab, 100.0 * c.ratio());
+        fsio::warn!("GloVe covers {} of {} vocabulary words ({:.1}%)", c.found, c.vocab, 100.0 * c.ratio());
     }
-    eprintln!(
+    fsio::warn!(
         "training on {} pairs, validating on {} ({} backend, vocabulary {})",
         train_pairs.len(),
         valid_pairs.len(),
@@ -571,7 +573,7 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
             ),
             (None, None) => format!("acc {:.4}  F1 {:.4}  AP {:.4}  thr {:.3}", em.accuracy, em.f1, em.average_precision, em.threshold),
         };
-        eprintln!(
+        fsio::warn!(
             "epoch {epoch:>2}: train loss {:.4}  valid loss {:.4}  {head_line}{quality}  {:.0} pairs/s  pad {:.0}%{}",
             em.train_loss,
             em.valid_loss,
@@ -583,7 +585,7 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
         if improved {
             best = Some((score, epoch, valid_encoder, valid_head));
         } else if best.as_ref().is_some_and(|(_, e, _, _)| epoch - e >= cfg.train.patience.max(1)) {
-            eprintln!("no improvement for {} epochs: stopping", cfg.train.patience.max(1));
+            fsio::warn!("no improvement for {} epochs: stopping", cfg.train.patience.max(1));
             break;
         }
     }
