@@ -281,7 +281,6 @@ pub fn score_csv<R: Read, W: Write>(
         }
     }
     flush(&mut pending, &mut summary)?;
-    drop(flush);
     writer.flush().map_err(|e| RetrieveError::Invalid(e.to_string()))?;
     if labelled && !labels.is_empty() {
         summary.metrics = Some(match &embedder.package.head {
