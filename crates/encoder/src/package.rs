@@ -5,7 +5,8 @@
 //!   config.json     encoder shape, energy, max_len (everything to rebuild the model)
 //!   tokenizer.json  the vocabulary, in the tokenizers crate's format
 //!   model.bpk       the weights, in burn's burnpack format
-//!   metrics.json    validation metrics per epoch and the decision threshold on distance
+//!   metrics.json    validation metrics per epoch, the decision threshold on distance, and
+//!                   optionally a "search_threshold" for flags on search hits
 //!   head.bpk        only with a verdict head: its weights (config.json then has "head", and
 //!                   metrics.json a "head_threshold" on the head's probability)
 //! ```
@@ -104,6 +105,12 @@ pub struct ModelPackage {
     /// The learned pair verdict and the probability from which it calls a pair a duplicate,
     /// for packages trained with one.
     pub head: Option<(VerdictHead, f64)>,
+    /// The flag threshold for search hits (`metrics.json`'s `search_threshold`), chosen on a
+    /// validation corpus where the candidates are the nearest of many stored questions and real
+    /// duplicates are rare (see `data::verdicts`), unlike the balanced pairs that set
+    /// [`threshold`](Self::threshold). On the head's probability for packages with a head, else
+    /// on the energy's similarity. `None` for older packages: search then uses the pair verdict.
+    pub search_threshold: Option<f64>,
     /// Hash of the config, tokenizer and weights: an index built with another model is detected.
     pub fingerprint: String,
 }
@@ -198,7 +205,15 @@ impl ModelPackage {
                 Some((head, t))
             }
         };
-        Ok(Self { dir: dir.to_path_buf(), config, tokenizer, encoder, metrics, threshold, head, fingerprint })
+        let search_threshold = match metrics.get("search_threshold") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(
+                v.as_f64()
+                    .filter(|t| t.is_finite())
+                    .ok_or_else(|| corrupt(&metrics_path, "\"search_threshold\" must be a finite number"))?,
+            ),
+        };
+        Ok(Self { dir: dir.to_path_buf(), config, tokenizer, encoder, metrics, threshold, head, search_threshold, fingerprint })
     }
 
     /// The verdict on one pair, the one place every command decides "duplicate": with a verdict
@@ -209,6 +224,32 @@ impl ModelPackage {
             (Some((_, t)), Some(p)) => f64::from(p) >= *t,
             _ => distance <= self.threshold,
         }
+    }
+
+    /// The verdict on a search hit (or a pair mined by `dedup`): with a search threshold, the
+    /// head's probability (packages with a head) or the energy's similarity against it;
+    /// without one, the pair verdict [`is_duplicate`](Self::is_duplicate).
+    pub fn is_search_duplicate(&self, distance: f64, head_probability: Option<f32>) -> bool {
+        match (self.search_threshold, &self.head, head_probability) {
+            (Some(t), Some(_), Some(p)) => f64::from(p) >= t,
+            (Some(t), None, _) => self.config.energy.similarity_from_distance(distance) >= t,
+            _ => self.is_duplicate(distance, head_probability),
+        }
+    }
+
+    /// The similarity from which search flags a hit, for packages that judge search hits by
+    /// similarity (no head): the search threshold, else the pair threshold as a similarity.
+    pub fn search_similarity_threshold(&self) -> Option<f64> {
+        match (&self.head, self.search_threshold) {
+            (Some(_), _) => None,
+            (None, Some(t)) => Some(t),
+            (None, None) => Some(self.config.energy.similarity_from_distance(self.threshold)),
+        }
+    }
+
+    /// The head probability from which search flags a hit, for packages with a head.
+    pub fn search_probability_threshold(&self) -> Option<f64> {
+        self.head.as_ref().map(|(_, t)| self.search_threshold.unwrap_or(*t))
     }
 
     /// Writes a package to `dir` atomically (a complete temporary sibling, then a rename).
@@ -231,6 +272,9 @@ impl ModelPackage {
         }
         if head.is_some() && !finite("head_threshold") {
             return Err(corrupt(dir, "a package with a head must carry a finite \"head_threshold\""));
+        }
+        if metrics.get("search_threshold").is_some_and(|v| !v.is_null()) && !finite("search_threshold") {
+            return Err(corrupt(dir, "\"search_threshold\", when given, must be finite"));
         }
         check_target(dir)?;
         let staged = fsio::AtomicDir::create(dir)?;

@@ -254,3 +254,36 @@ fn saving_replaces_a_package_and_nothing_else() {
     let names: Vec<String> = std::fs::read_dir(tmp.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     assert!(names.iter().all(|n| !n.starts_with(fsio::TEMP_PREFIX)), "{names:?}");
 }
+
+#[test]
+fn a_search_threshold_round_trips_and_older_packages_fall_back_to_the_pair_verdict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, tok) = sample(&tmp.path().join("plain"));
+    let device = Backend::Flex.device();
+    let plain = ModelPackage::load(&tmp.path().join("plain"), &device).unwrap();
+    // No search threshold: search judges exactly as the pair verdict.
+    assert_eq!(plain.search_threshold, None);
+    for d in [0.1, 0.7, 0.9, 1.3] {
+        assert_eq!(plain.is_search_duplicate(d, None), plain.is_duplicate(d, None), "distance {d}");
+    }
+    assert_eq!(plain.search_similarity_threshold(), Some(Energy::Euclidean.similarity_from_distance(0.8)));
+
+    let dir = tmp.path().join("calibrated");
+    let metrics = serde_json::json!({"threshold": 0.8, "search_threshold": 0.9});
+    ModelPackage::save(&dir, &config, &tok, &plain.encoder, None, &metrics).unwrap();
+    let p = ModelPackage::load(&dir, &device).unwrap();
+    assert_eq!(p.search_threshold, Some(0.9));
+    assert_eq!(p.search_similarity_threshold(), Some(0.9));
+    // Euclidean on unit vectors: similarity = 1 − d²/2. d = 0.4 → 0.92 (flagged), d = 0.5 →
+    // 0.875 (not), though the pair threshold (d ≤ 0.8) calls both duplicates.
+    assert!(p.is_search_duplicate(0.4, None) && p.is_duplicate(0.4, None));
+    assert!(!p.is_search_duplicate(0.5, None) && p.is_duplicate(0.5, None));
+
+    // A search threshold that is not a number is refused on save and named on load.
+    let bad = serde_json::json!({"threshold": 0.8, "search_threshold": "high"});
+    assert!(ModelPackage::save(&tmp.path().join("bad"), &config, &tok, &plain.encoder, None, &bad).is_err());
+    std::fs::remove_file(dir.join("checksums.json")).unwrap();
+    std::fs::write(dir.join("metrics.json"), serde_json::to_vec(&bad).unwrap()).unwrap();
+    let e = load_err(&dir);
+    assert!(e.contains("metrics.json") && e.contains("search_threshold"), "{e}");
+}

@@ -20,6 +20,11 @@ use retrieve::{corpus, dedup, Index, SearchReport};
 /// use and cached) or the index given with --index:
 ///
 ///     retrieve "How can I improve my English speaking?"
+///
+/// A search hit is flagged "duplicate" by the model's search threshold, chosen on a validation
+/// corpus where the candidates are the nearest of many stored questions; a model without one
+/// uses its pair threshold. `score` judges given pairs with the pair threshold, chosen on
+/// labelled pairs.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -100,8 +105,8 @@ enum Command {
         /// CSV column holding the sentences.
         #[arg(long)]
         column: Option<String>,
-        /// Minimum similarity of a duplicate, between -1 and 1 (default: the model's calibrated
-        /// threshold).
+        /// Minimum similarity of a duplicate, between -1 and 1 (default: the model's search
+        /// threshold when it judges by similarity, else its pair threshold).
         #[arg(long, value_parser = similarity)]
         threshold: Option<f64>,
         /// Output CSV (default: standard output).
@@ -179,18 +184,16 @@ fn bar(quiet: bool, len: Option<u64>, what: &str) -> ProgressBar {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Job {
     /// Sentences compared with a whole collection (search, index, add, dedup): the ranking
-    /// model, whose similarities also separate unrelated questions. On the shipped corpus the
-    /// verdict model's distance threshold calls 8.7k of its 1.2M pairs duplicates, the ranking
-    /// model 1.3k.
+    /// model, whose similarities also separate unrelated questions (docs/results.md compares
+    /// how many corpus pairs each shipped model calls duplicates).
     Rank,
     /// Verdicts on given pairs (score), which in Quora-like data are already on one topic.
     Judge,
 }
 
-/// The shipped model for ranking: in-batch negatives, MRR@10 0.638 on the Quora dev questions.
+/// The shipped model for ranking: trained with in-batch negatives, which rank best.
 const RANKING_MODEL: &str = "models/quora-retrieval";
-/// The shipped model for pair verdicts: contrastive loss plus a verdict head, AP 0.831 and
-/// accuracy 0.783 on held-out Quora pairs.
+/// The shipped model for pair verdicts: contrastive loss plus a verdict head.
 const VERDICT_MODEL: &str = "models/quora";
 
 /// `--model` (or `TWIN_MODEL`) when given, else the shipped model that does `job` best.
@@ -367,7 +370,12 @@ fn run_dedup(common: &Common, file: &Path, column: Option<&str>, threshold: Opti
         idx
     };
     let energy = embedder.package.config.energy;
-    let min_sim = threshold.unwrap_or_else(|| energy.similarity_from_distance(embedder.package.threshold));
+    // Pairs are mined by similarity: the package's search threshold when it judges by
+    // similarity, else its pair threshold as a similarity.
+    let package = &embedder.package;
+    let min_sim = threshold
+        .or_else(|| package.search_similarity_threshold())
+        .unwrap_or_else(|| energy.similarity_from_distance(package.threshold));
     let pairs = dedup::mine_pairs(&idx.vectors, idx.dim(), min_sim as f32, dedup::MAX_PAIRS).map_err(|most| {
         anyhow::anyhow!("more than {most} pairs have similarity >= {min_sim:.3}; raise --threshold")
     })?;

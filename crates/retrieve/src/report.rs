@@ -18,7 +18,7 @@ pub struct SearchHit {
     pub sentence: String,
     /// The energy's similarity to the query (cosine for unit vectors).
     pub similarity: f64,
-    /// The package's verdict ([`encoder::ModelPackage::is_duplicate`]).
+    /// The package's verdict on a search hit ([`encoder::ModelPackage::is_search_duplicate`]).
     pub duplicate: bool,
     /// The verdict head's probability, for packages with a head.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,18 +72,17 @@ impl SearchReport {
                         rank: rank + 1,
                         sentence: index.sentences[h.index].clone(),
                         similarity: energy.similarity_from_distance(distance),
-                        duplicate: package.is_duplicate(distance, p),
+                        duplicate: package.is_search_duplicate(distance, p),
                         duplicate_probability: p,
                     }
                 })
                 .collect();
             out.push(QueryHits { query: query.clone(), results });
         }
-        let head_threshold = package.head.as_ref().map(|(_, t)| *t);
         Ok(Self {
             model: package.dir.clone(),
-            duplicate_if_similarity_at_least: head_threshold.is_none().then(|| energy.similarity_from_distance(package.threshold)),
-            duplicate_if_probability_at_least: head_threshold,
+            duplicate_if_similarity_at_least: package.search_similarity_threshold(),
+            duplicate_if_probability_at_least: package.search_probability_threshold(),
             queries: out,
         })
     }

@@ -18,6 +18,7 @@
 //! ```
 
 pub mod config;
+pub mod verdicts;
 mod fit;
 
 pub use fit::{
