@@ -18,6 +18,7 @@
 //! ```
 
 pub mod config;
+pub mod plot;
 pub mod verdicts;
 mod fit;
 

@@ -1,12 +1,16 @@
 //! `eval`: scores a model package on a labelled split, binary, graded or as retrieval.
 
-use std::path::PathBuf;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use burn::prelude::Device;
 use clap::Parser;
-use data::PairFormat;
+use data::{Pair, PairFormat};
+use encoder::loss::POSITIVE_FROM;
 use encoder::{Backend, ModelPackage};
 use trainer::config::DataDirs;
+use trainer::plot::{pr_points, Histogram, PrCurve};
 use trainer::{EvalOptions, EvalReport};
 
 /// Evaluate a model package on a labelled pair file.
@@ -15,7 +19,9 @@ use trainer::{EvalOptions, EvalReport};
 /// average precision at the threshold stored in the package (chosen on its validation split,
 /// never on the evaluated data), and with --retrieval Recall@1, Recall@10 and MRR@10 over the
 /// split's sentences. Graded tasks (sick, stsb, sts, csv with --score-range) print Pearson,
-/// Spearman and the MSE on the gold scale.
+/// Spearman and the MSE on the gold scale. With --plots DIR, binary tasks also draw DIR/pr.svg
+/// (the precision–recall curve) and DIR/scores.svg (the scores of duplicate and non-duplicate
+/// pairs, with the stored threshold).
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
@@ -56,6 +62,11 @@ struct Args {
     /// Print the metrics as JSON.
     #[arg(long)]
     json: bool,
+    /// Binary tasks: also write pr.svg (precision–recall curve) and scores.svg (histograms of
+    /// the scores of duplicate and non-duplicate pairs, with the stored threshold) into this
+    /// directory, created if missing. Encodes the pairs a second time.
+    #[arg(long, value_name = "DIR")]
+    plots: Option<PathBuf>,
 }
 
 fn parse_range(s: &str) -> Result<(f32, f32), String> {
@@ -75,6 +86,7 @@ fn run() -> anyhow::Result<()> {
     let package = ModelPackage::load(&args.model, &device)?;
     let dirs = DataDirs { data: args.data_dir.clone(), ..Default::default() };
 
+    let mut input = None;
     let (pairs, range, extra, what) = if args.heldout {
         let (pairs, sentences, range) = trainer::heldout_pairs(&package, &dirs)?;
         (pairs, range, Some(sentences), format!("held-out validation pairs of {}", package.dir.display()))
@@ -88,9 +100,16 @@ fn run() -> anyhow::Result<()> {
         };
         let subset = (task == PairFormat::Sick).then_some(args.subset.as_str());
         let pairs = trainer::load_scaled(&path, task, subset, range, args.skip_bad_rows)?;
-        (pairs, range, None, format!("{} ({task})", path.display()))
+        let what = format!("{} ({task})", path.display());
+        input = Some(path);
+        (pairs, range, None, what)
     };
     let graded = range != (0.0, 1.0);
+    let plots = match &args.plots {
+        Some(_) if graded => anyhow::bail!("--plots draws binary tasks only; {what} is graded"),
+        Some(dir) => Some(plot_targets(dir, input.as_deref())?),
+        None => None,
+    };
     let extra_refs: Option<Vec<&str>> = extra.as_ref().map(|v| v.iter().map(String::as_str).collect());
     let options = EvalOptions {
         graded_range: graded.then_some(range),
@@ -103,7 +122,83 @@ fn run() -> anyhow::Result<()> {
     } else {
         print_report(&report, &what)?;
     }
+    if let Some((dir, [pr, scores])) = plots {
+        let name = match &input {
+            Some(path) => path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()),
+            None => "held-out pairs".to_string(),
+        };
+        let (pr_svg, scores_svg) = draw(&package, &pairs, &report, &name, &device)?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create the plots directory", dir.display()))?;
+        write_file(&pr, &pr_svg)?;
+        write_file(&scores, &scores_svg)?;
+        // Standard output stays pure JSON under --json.
+        if args.json {
+            fsio::warn!("plots written to {} and {}", pr.display(), scores.display());
+        } else {
+            fsio::say!("plots written to {} and {}", pr.display(), scores.display())?;
+        }
+    }
     Ok(())
+}
+
+/// The plot files under `dir`, refused before any work when `dir` is not a directory or a file
+/// in it may not be written (not a regular file, or the evaluated `input` itself).
+fn plot_targets(dir: &Path, input: Option<&Path>) -> anyhow::Result<(PathBuf, [PathBuf; 2])> {
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => anyhow::bail!("{}: exists and is not a directory; --plots takes a directory", dir.display()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(anyhow::Error::new(e).context(dir.display().to_string())),
+    }
+    let files = [dir.join("pr.svg"), dir.join("scores.svg")];
+    let inputs: Vec<&Path> = input.into_iter().collect();
+    for f in &files {
+        fsio::check_output(f, &inputs)?;
+    }
+    Ok((dir.to_path_buf(), files))
+}
+
+/// Writes `text` to `path` atomically.
+fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut f = fsio::AtomicFile::create(path)?;
+    f.write_all(text.as_bytes()).with_context(|| path.display().to_string())?;
+    f.commit()?;
+    Ok(())
+}
+
+/// pr.svg and scores.svg of a binary evaluation: the package's verdict score of every pair
+/// (the head's probability when it has a head, the distance otherwise), ranked for the
+/// precision–recall curve and binned by label for the histograms.
+fn draw(package: &ModelPackage, pairs: &[Pair], report: &EvalReport, name: &str, device: &Device) -> anyhow::Result<(String, String)> {
+    let energy = package.config.energy;
+    let head = package.head.as_ref().map(|(h, _)| h);
+    let (distances, probabilities) = trainer::pair_scores(&package.encoder, head, &package.tokenizer, pairs, energy, device)?;
+    let labels: Vec<bool> = pairs.iter().map(|p| p.label >= POSITIVE_FROM).collect();
+    let m = &report.binary;
+    // What is drawn, and the ranking score (higher = more likely a duplicate).
+    let (values, ranking, x_label, what): (Vec<f64>, Vec<f64>, String, &str) = match probabilities {
+        Some(p) => {
+            let p: Vec<f64> = p.into_iter().map(f64::from).collect();
+            let label = format!("verdict head probability (a duplicate at ≥ {:.4})", m.threshold);
+            (p.clone(), p, label, "verdict head")
+        }
+        None => {
+            let d: Vec<f64> = distances.into_iter().map(f64::from).collect();
+            let energy_name = serde_json::to_value(energy).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let label = format!("{energy_name} distance (a duplicate at ≤ {:.4})", m.threshold);
+            (d.clone(), d.iter().map(|x| -x).collect(), label, "distance")
+        }
+    };
+    let points = pr_points(&ranking, &labels);
+    let title = format!("Precision–recall, {what}: {name} (AP {:.4})", m.average_precision);
+    let pr = PrCurve { title: &title, points: &points, ap: m.average_precision, operating: Some((m.recall, m.precision)) }.render();
+    let split = |positive: bool| values.iter().zip(&labels).filter(|(_, &y)| y == positive).map(|(&v, _)| v).collect::<Vec<f64>>();
+    let (pos, neg) = (split(true), split(false));
+    let bins = ((values.len() as f64).sqrt().ceil() as usize).clamp(10, 50);
+    let title = format!("Scores, {what}: {name}");
+    let threshold = Some(m.threshold);
+    let hist = Histogram { title: &title, x_label: &x_label, positives: &pos, negatives: &neg, bins, threshold }.render();
+    Ok((pr, hist))
 }
 
 fn print_report(r: &EvalReport, what: &str) -> std::io::Result<()> {

@@ -1,18 +1,21 @@
 //! `train`: trains a twin-LSTM model from a TOML config and writes a model package.
 
-use std::path::PathBuf;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Parser;
 use encoder::Backend;
-use trainer::config::{DataDirs, TrainConfig};
-use trainer::TrainRun;
+use trainer::config::{DataDirs, LossKind, SelectMetric, TrainConfig};
+use trainer::plot::{LineChart, Marker, Series};
+use trainer::{EpochMetrics, TrainReport, TrainRun};
 
 /// Train a twin (Siamese) LSTM on labelled sentence pairs (contrastive loss by default).
 ///
 /// Reads pairs as the config says (paths relative to --data-dir), validates after every epoch,
 /// stops early when validation stops improving, and writes the best epoch as a model package:
-/// config.json, tokenizer.json, model.bpk and metrics.json (with the decision threshold).
+/// config.json, tokenizer.json, model.bpk and metrics.json (with the decision threshold), and
+/// beside them training.svg: the loss and the selection metric per epoch.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
@@ -95,5 +98,73 @@ fn run() -> anyhow::Result<()> {
     }
     fsio::say!("decision threshold: distance <= {:.4} ({})", report.threshold, serde_json::to_string(&report.energy)?)?;
     fsio::say!("model package written to {}", report.output.display())?;
+    // The package is complete without its plot: a plot that cannot be written is a warning.
+    // (The package loader allows this name: `encoder::package::PLOT_FILES`.)
+    let path = report.output.join("training.svg");
+    match write_file(&path, &curves(&cfg, &report)) {
+        Ok(()) => fsio::say!("curves written to {}", path.display())?,
+        Err(e) => fsio::warn!("warning: training curves not written: {e:#}"),
+    }
     Ok(())
+}
+
+/// Writes `text` to `path` atomically.
+fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut f = fsio::AtomicFile::create(path)?;
+    f.write_all(text.as_bytes()).with_context(|| path.display().to_string())?;
+    f.commit()?;
+    Ok(())
+}
+
+/// The number `select` reads from an epoch, as training read it to keep the best epoch: the
+/// verdict head's when the package has a head. NaN (not drawn) when the epoch lacks it.
+fn selection_value(select: SelectMetric, e: &EpochMetrics) -> f64 {
+    let verdict = e.head.as_ref();
+    match select {
+        SelectMetric::Accuracy => verdict.map_or(e.accuracy, |h| h.accuracy),
+        SelectMetric::Ap => verdict.map_or(e.average_precision, |h| h.average_precision),
+        SelectMetric::Mrr => e.retrieval.map_or(f64::NAN, |r| r.mrr_at_10),
+        SelectMetric::Pearson => e.graded.map_or(f64::NAN, |g| g.pearson),
+        SelectMetric::Spearman => e.graded.map_or(f64::NAN, |g| g.spearman),
+    }
+}
+
+/// training.svg: the loss per epoch above, the selection metric per epoch below, the kept
+/// epoch marked on both.
+fn curves(cfg: &TrainConfig, report: &TrainReport) -> String {
+    let per_epoch = |f: &dyn Fn(&EpochMetrics) -> f64| report.epochs.iter().map(|e| (e.epoch as f64, f(e))).collect::<Vec<_>>();
+    let mut loss = vec![Series::new("training loss", per_epoch(&|e| e.train_loss))];
+    // The validation loss is the contrastive loss (binary data) or the regression MSE (graded
+    // data): drawn only when it is also the whole training objective, so the two lines share
+    // a scale.
+    let graded = report.best.graded.is_some();
+    let measured = if graded { LossKind::Regression } else { LossKind::Contrastive };
+    if matches!(cfg.train.loss.as_slice(), [only] if only.kind == measured && only.weight == 1.0) {
+        loss.push(Series::new("validation loss", per_epoch(&|e| e.valid_loss)));
+    }
+    let head = report.best.head.is_some() && matches!(report.select, SelectMetric::Accuracy | SelectMetric::Ap);
+    let (metric, bounds) = match report.select {
+        SelectMetric::Accuracy => ("accuracy", (0.0, 1.0)),
+        SelectMetric::Ap => ("AP", (0.0, 1.0)),
+        SelectMetric::Mrr => ("MRR@10", (0.0, 1.0)),
+        SelectMetric::Pearson => ("Pearson", (-1.0, 1.0)),
+        SelectMetric::Spearman => ("Spearman", (-1.0, 1.0)),
+    };
+    let select = [Series::new(
+        format!("validation {metric}{}", if head { " (verdict head)" } else { "" }),
+        per_epoch(&|e| selection_value(report.select, e)),
+    )];
+    let best = Marker { x: report.best_epoch as f64, label: format!("best epoch {}", report.best_epoch) };
+    let title = format!("Selection metric per epoch: {metric}{}", if head { " of the verdict head" } else { "" });
+    let loss_chart = LineChart {
+        title: "Loss per epoch",
+        x_label: "epoch",
+        y_label: "loss",
+        series: &loss,
+        marker: Some(best.clone()),
+        y_bounds: Some((0.0, f64::INFINITY)),
+    };
+    let select_chart =
+        LineChart { title: &title, x_label: "epoch", y_label: metric, series: &select, marker: Some(best), y_bounds: Some(bounds) };
+    trainer::plot::stack(&[loss_chart.render(), select_chart.render()])
 }
