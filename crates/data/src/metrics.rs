@@ -113,6 +113,26 @@ pub fn best_accuracy_threshold(scores: &[f32], labels: &[bool]) -> f64 {
     best.1
 }
 
+/// Binary metrics of distances, where a pair is called positive when its distance is at or
+/// below `threshold`: [`binary_metrics`] of the negated distances, with the threshold reported
+/// as the distance it is.
+pub fn distance_metrics(distances: &[f32], labels: &[bool], threshold: f64) -> BinaryMetrics {
+    let mut m = binary_metrics(&negated(distances), labels, -threshold);
+    m.threshold = threshold;
+    m
+}
+
+/// The distance threshold with the best accuracy on these distances (pairs at or below it are
+/// called positive): [`best_accuracy_threshold`] of the negated distances, negated back.
+pub fn best_distance_threshold(distances: &[f32], labels: &[bool]) -> f64 {
+    -best_accuracy_threshold(&negated(distances), labels)
+}
+
+/// Distances as scores: the smaller the distance, the higher the score.
+fn negated(distances: &[f32]) -> Vec<f32> {
+    distances.iter().map(|d| -d).collect()
+}
+
 /// Pearson correlation; 0 when either side is constant.
 pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
     assert_eq!(x.len(), y.len());
@@ -350,6 +370,24 @@ mod tests {
         // Either all-negative (2/3) or >=0.5 positive (2/3): ties keep the higher threshold.
         assert!(t > 0.5, "{t}");
         assert!(close(binary_metrics(&s, &y, t).accuracy, 2.0 / 3.0));
+    }
+
+    #[test]
+    fn distance_metrics_call_small_distances_positive() {
+        let d = [0.1, 0.3, 0.6, 0.9];
+        let y = [true, true, false, false];
+        let t = best_distance_threshold(&d, &y);
+        assert!((t - 0.45).abs() < 1e-6, "{t}");
+        let m = distance_metrics(&d, &y, t);
+        assert_eq!((m.threshold, m.accuracy), (t, 1.0));
+        // The same numbers as the negated distances scored as similarities.
+        let s: Vec<f32> = d.iter().map(|x| -x).collect();
+        let by_score = binary_metrics(&s, &y, -t);
+        assert_eq!((m.accuracy, m.precision, m.recall, m.f1, m.average_precision), (by_score.accuracy, by_score.precision, by_score.recall, by_score.f1, by_score.average_precision));
+        assert_eq!(-t, best_accuracy_threshold(&s, &y));
+        // At or below the threshold is positive: a distance equal to it counts.
+        let m = distance_metrics(&[0.5, 0.7], &[true, false], 0.5);
+        assert_eq!((m.precision, m.recall, m.accuracy), (1.0, 1.0, 1.0));
     }
 
     #[test]
