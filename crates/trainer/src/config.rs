@@ -355,15 +355,16 @@ impl TrainConfig {
 /// Where relative paths in a config are resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DataDirs {
-    /// Datasets directory (`--data-dir`, `TWIN_DATA_DIR`, default `../shared/datasets`).
+    /// Datasets directory (`--data-dir`, `TWIN_DATA_DIR`, default [`data::DEFAULT_DATA_DIR`]).
     pub data: PathBuf,
-    /// Word-vector directory (`--embeddings-dir`, `TWIN_EMBEDDINGS_DIR`, default `../shared/embeddings`).
+    /// Word-vector directory (`--embeddings-dir`, `TWIN_EMBEDDINGS_DIR`, default
+    /// [`data::DEFAULT_EMBEDDINGS_DIR`]).
     pub embeddings: PathBuf,
 }
 
 impl Default for DataDirs {
     fn default() -> Self {
-        Self { data: PathBuf::from("../shared/datasets"), embeddings: PathBuf::from("../shared/embeddings") }
+        Self { data: PathBuf::from(data::DEFAULT_DATA_DIR), embeddings: PathBuf::from(data::DEFAULT_EMBEDDINGS_DIR) }
     }
 }
 
@@ -408,6 +409,12 @@ mod tests {
         // A CSV becomes graded once it has a score range.
         let csv: TrainConfig = toml::from_str("[data]\nformat = \"csv\"\ntrain = \"p.csv\"\nscore_range = [0.0, 5.0]\n[train]\nselect = \"spearman\"\n").unwrap();
         assert!(csv.check().is_ok());
+    }
+
+    #[test]
+    fn data_dirs_default_to_the_shared_layout() {
+        let d = DataDirs::default();
+        assert_eq!((d.data.as_path(), d.embeddings.as_path()), (Path::new("../shared/datasets"), Path::new("../shared/embeddings")));
     }
 
     #[test]
