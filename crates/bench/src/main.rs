@@ -93,20 +93,21 @@ fn spawn(args: &Args, what: &str) -> anyhow::Result<Measurement> {
     serde_json::from_slice(&out.stdout).with_context(|| format!("workload {what} printed no measurement"))
 }
 
-fn print_table(ms: &[Measurement]) {
-    println!("{:<16} {:<8} {:>12} {:<12} {:>10}  detail", "workload", "backend", "value", "unit", "peak RSS");
+fn print_table(ms: &[Measurement]) -> std::io::Result<()> {
+    fsio::say!("{:<16} {:<8} {:>12} {:<12} {:>10}  detail", "workload", "backend", "value", "unit", "peak RSS")?;
     for m in ms {
         let rss = m.peak_rss_mib.map_or("-".to_string(), |r| format!("{r:.0} MiB"));
-        println!("{:<16} {:<8} {:>12.0} {:<12} {:>10}  {}", m.name, m.backend, m.value, m.unit, rss, m.detail);
+        fsio::say!("{:<16} {:<8} {:>12.0} {:<12} {:>10}  {}", m.name, m.backend, m.value, m.unit, rss, m.detail)?;
     }
+    Ok(())
 }
 
-fn print_ratios(ours: &[Measurement], theirs: &[Measurement]) {
-    println!();
-    println!("{:<16} {:<8} {:>12} {:<8} {:>12} {:>8}", "workload", "ours", "value", "theirs", "value", "ratio");
+fn print_ratios(ours: &[Measurement], theirs: &[Measurement]) -> std::io::Result<()> {
+    fsio::say!()?;
+    fsio::say!("{:<16} {:<8} {:>12} {:<8} {:>12} {:>8}", "workload", "ours", "value", "theirs", "value", "ratio")?;
     for t in theirs {
         for o in ours.iter().filter(|o| o.name == t.name) {
-            println!(
+            fsio::say!(
                 "{:<16} {:<8} {:>12.0} {:<8} {:>12.0} {:>7.2}x",
                 o.name,
                 o.backend,
@@ -114,16 +115,21 @@ fn print_ratios(ours: &[Measurement], theirs: &[Measurement]) {
                 t.backend,
                 t.value,
                 o.value / t.value.max(f64::MIN_POSITIVE)
-            );
+            )?;
         }
     }
+    Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    fsio::exit(run())
+}
+
+fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(what) = &args.child {
         let m = run_child(&args, what)?;
-        println!("{}", serde_json::to_string(&m)?);
+        fsio::say!("{}", serde_json::to_string(&m)?)?;
         return Ok(());
     }
     let mut plan: Vec<String> = Vec::new();
@@ -136,21 +142,19 @@ fn main() -> anyhow::Result<()> {
     }
     let mut ms = Vec::new();
     for what in &plan {
-        eprintln!("running {what} ...");
+        fsio::warn!("running {what} ...");
         ms.push(spawn(&args, what)?);
     }
-    print_table(&ms);
+    print_table(&ms)?;
     if let Some(path) = &args.json {
-        // Atomic: a temporary sibling, then a rename.
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-        let mut tmp = tokenize::shareable_temp(".bench-", false).tempfile_in(dir).with_context(|| format!("{}", path.display()))?;
-        std::io::Write::write_all(&mut tmp, serde_json::to_string_pretty(&ms)?.as_bytes())?;
-        tmp.persist(path).with_context(|| format!("writing {}", path.display()))?;
+        let mut file = fsio::AtomicFile::create(path)?;
+        std::io::Write::write_all(&mut file, serde_json::to_string_pretty(&ms)?.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+        file.commit()?;
     }
     if let Some(path) = &args.compare {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let theirs: Vec<Measurement> = serde_json::from_str(&text).with_context(|| format!("{}: not a measurement list", path.display()))?;
-        print_ratios(&ms, &theirs);
+        print_ratios(&ms, &theirs)?;
     }
     Ok(())
 }

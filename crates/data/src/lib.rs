@@ -18,6 +18,7 @@
 
 pub mod load;
 pub mod metrics;
+pub mod verdicts;
 
 pub use load::{load_pairs, split_train_valid, BadRow, Loaded, LoadOptions, Pair, PairFormat};
 

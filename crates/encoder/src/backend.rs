@@ -20,19 +20,40 @@ impl Backend {
     /// Every backend, for tests and benchmarks that compare them.
     pub const ALL: [Backend; 3] = [Backend::Ndarray, Backend::Flex, Backend::Wgpu];
 
+    /// Whether this build includes the backend: the CPU backends always, wgpu with the crate's
+    /// `wgpu` feature (on for the trainer and the bench, off for a plain `retrieve` build so that
+    /// its first compile skips wgpu and CubeCL).
+    pub fn built(self) -> bool {
+        self != Backend::Wgpu || cfg!(feature = "wgpu")
+    }
+
     /// The device of this backend, without autodiff (call `.autodiff()` to train).
+    ///
+    /// # Panics
+    /// For a backend this build does not include ([`Backend::built`]); [`Backend::try_device`]
+    /// returns an error instead, and is what the binaries call.
     #[allow(deprecated)] // ndarray is deprecated upstream; the product keeps it on purpose
     pub fn device(self) -> Device {
         match self {
             Backend::Ndarray => Device::ndarray(),
             Backend::Flex => Device::flex(),
+            #[cfg(feature = "wgpu")]
             Backend::Wgpu => Device::wgpu(Default::default()),
+            #[cfg(not(feature = "wgpu"))]
+            Backend::Wgpu => panic!("{}", Self::NOT_BUILT),
         }
     }
 
-    /// The device, after checking that it can run a kernel. wgpu without any usable adapter
-    /// panics deep inside its runtime; this turns that into an error message instead.
+    const NOT_BUILT: &'static str =
+        "this build has no wgpu backend: build it with the `wgpu` feature (e.g. `cargo run --release -p retrieve --features wgpu -- …`)";
+
+    /// The device, after checking that this build has it and that it can run a kernel. wgpu
+    /// without any usable adapter panics deep inside its runtime; this turns that into an error
+    /// message instead.
     pub fn try_device(self) -> Result<Device, String> {
+        if !self.built() {
+            return Err(Self::NOT_BUILT.to_string());
+        }
         let device = self.device();
         let probe = device.clone();
         std::panic::catch_unwind(move || {
@@ -54,7 +75,7 @@ impl Backend {
     /// an adapter exists or when running under CI (whose script installs lavapipe), so that a
     /// broken wgpu setup fails CI instead of being skipped.
     pub fn required_in_tests(self) -> bool {
-        self != Backend::Wgpu || std::env::var_os("CI").is_some() || self.try_device().is_ok()
+        self.built() && (self != Backend::Wgpu || std::env::var_os("CI").is_some() || self.try_device().is_ok())
     }
 
     /// The name used on the command line and in configs.

@@ -205,7 +205,7 @@ fn exp(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5; // Cephes: 5.0000001e-1, which is 0.5 in f32
     let e = p * r * r + r + 1.0;
     // t's bits are SHIFT's plus n, and n + 127 lies in [1, 254]: a valid biased exponent.
     e * f32::from_bits(t.to_bits().wrapping_sub(SHIFT.to_bits() - 127) << 23)
@@ -384,7 +384,7 @@ pub fn forward(input: &[f32], lengths: &[usize], t: usize, w: Weights<'_>, rever
         let dst = (row * t + time) * h;
         out[dst..dst + h].copy_from_slice(&hidden[p * h..(p + 1) * h]);
     });
-    let saved = save.then(|| Saved { packing, inputs, gates, cells, hidden });
+    let saved = save.then_some(Saved { packing, inputs, gates, cells, hidden });
     (out, saved)
 }
 

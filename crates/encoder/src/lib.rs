@@ -82,6 +82,9 @@ pub enum EncoderError {
     /// Tokenization failed.
     #[error(transparent)]
     Tokenize(#[from] tokenize::TokenizeError),
+    /// A file could not be written safely.
+    #[error(transparent)]
+    Fs(#[from] fsio::FsError),
     /// JSON could not be written.
     #[error("json: {0}")]
     Json(String),

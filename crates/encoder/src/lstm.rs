@@ -243,8 +243,8 @@ mod tests {
         for reverse in [false, true] {
             let lstm = MaskedLstmConfig::new(4, 6).with_reverse(reverse).init(&device());
             let s = sentence(3, 4, 9);
-            let alone = run(&lstm, &[s.clone()], 3);
-            let padded = run(&lstm, &[s.clone()], 23);
+            let alone = run(&lstm, std::slice::from_ref(&s), 3);
+            let padded = run(&lstm, std::slice::from_ref(&s), 23);
             for (a, b) in alone[0].iter().zip(&padded[0]) {
                 assert!((a - b).abs() < 1e-6, "{a} vs {b}");
             }

@@ -5,13 +5,21 @@
 //!   config.json     encoder shape, energy, max_len (everything to rebuild the model)
 //!   tokenizer.json  the vocabulary, in the tokenizers crate's format
 //!   model.bpk       the weights, in burn's burnpack format
-//!   metrics.json    validation metrics per epoch and the decision threshold on distance
+//!   metrics.json    validation metrics per epoch, the decision threshold on distance, and
+//!                   optionally a "search_threshold" for flags on search hits
 //!   head.bpk        only with a verdict head: its weights (config.json then has "head", and
 //!                   metrics.json a "head_threshold" on the head's probability)
 //! ```
 //!
-//! Saving writes a complete package into a temporary sibling directory and then renames it into
-//! place, so a crash mid-save leaves the previous package untouched.
+//! Saving writes a complete package into a temporary sibling directory and then swaps it into
+//! place ([`fsio::AtomicDir`]), so a crash mid-save leaves the previous package untouched. An
+//! existing directory is replaced only when it is a package and holds nothing else
+//! ([`check_target`]): a typo in `--output` never wipes a folder of the user's.
+//!
+//! `checksums.json` lists the XXH3-64 of every other file; loading checks them, so flipped bytes
+//! in the weights are an error instead of a silently different model. Packages written before
+//! checksums existed still load. Every size in `config.json` is checked against limits and
+//! against the length of the weights file before anything is allocated.
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +47,23 @@ pub const WEIGHTS_FILE: &str = "model.bpk";
 pub const METRICS_FILE: &str = "metrics.json";
 /// See [`CONFIG_FILE`].
 pub const HEAD_FILE: &str = "head.bpk";
+/// See [`CONFIG_FILE`].
+pub const CHECKSUMS_FILE: &str = "checksums.json";
+/// Plots the trainer writes beside the weights; part of the package, not covered by checksums.
+pub const PLOT_FILES: &[&str] = &["training.svg"];
+
+/// Every file a package may hold: a directory holding anything else is not replaced.
+const PACKAGE_FILES: &[&str] = &[CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, METRICS_FILE, HEAD_FILE, CHECKSUMS_FILE];
+
+/// Largest shapes a `config.json` may ask for; each is far above any model this project trains,
+/// and far below what would exhaust memory before the weights file is even compared.
+pub(crate) mod limits {
+    pub const VOCAB: usize = 20_000_000;
+    pub const D_EMBED: usize = 4096;
+    pub const D_HIDDEN: usize = 8192;
+    pub const HEAD_HIDDEN: usize = 16384;
+    pub const MAX_LEN: usize = 8192;
+}
 
 /// Contents of `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,6 +105,12 @@ pub struct ModelPackage {
     /// The learned pair verdict and the probability from which it calls a pair a duplicate,
     /// for packages trained with one.
     pub head: Option<(VerdictHead, f64)>,
+    /// The flag threshold for search hits (`metrics.json`'s `search_threshold`), chosen on a
+    /// validation corpus where the candidates are the nearest of many stored questions and real
+    /// duplicates are rare (see `data::verdicts`), unlike the balanced pairs that set
+    /// [`threshold`](Self::threshold). On the head's probability for packages with a head, else
+    /// on the energy's similarity. `None` for older packages: search then uses the pair verdict.
+    pub search_threshold: Option<f64>,
     /// Hash of the config, tokenizer and weights: an index built with another model is detected.
     pub fingerprint: String,
 }
@@ -101,6 +132,8 @@ impl ModelPackage {
         }
         let config_path = dir.join(CONFIG_FILE);
         let config_bytes = read(&config_path)?;
+        let checksums = Checksums::read(dir)?;
+        checksums.verify(dir, CONFIG_FILE, &config_bytes)?;
         let config: PackageConfig = serde_json::from_slice(&config_bytes).map_err(|e| corrupt(&config_path, e))?;
         if config.format_version != FORMAT_VERSION {
             return Err(corrupt(
@@ -108,24 +141,32 @@ impl ModelPackage {
                 format!("package format {} but this build reads format {FORMAT_VERSION}", config.format_version),
             ));
         }
+        let weights_path = dir.join(WEIGHTS_FILE);
+        let weights_bytes = read(&weights_path)?;
+        checksums.verify(dir, WEIGHTS_FILE, &weights_bytes)?;
+        check_shapes(&config, weights_bytes.len() as u64).map_err(|reason| {
+            // Sizes out of range are config.json's fault; a file too small for sane sizes is
+            // more likely a damaged model.bpk.
+            corrupt(if reason.contains("bytes cannot hold") { &weights_path } else { &config_path }, reason)
+        })?;
         let tok_path = dir.join(TOKENIZER_FILE);
         let tok_bytes = read(&tok_path)?;
+        checksums.verify(dir, TOKENIZER_FILE, &tok_bytes)?;
         let tok_json = String::from_utf8(tok_bytes.clone()).map_err(|e| corrupt(&tok_path, e))?;
         let mut tokenizer = WordTokenizer::from_json(&tok_json, &tok_path)?;
-        tokenizer.set_max_len(config.max_len)?;
+        tokenizer.set_max_len(config.max_len).map_err(|e| corrupt(&config_path, format!("max_len: {e}")))?;
         if tokenizer.vocab_size() != config.encoder.vocab_size {
             return Err(corrupt(
                 &tok_path,
                 format!("vocabulary of {} words, but config.json expects {}", tokenizer.vocab_size(), config.encoder.vocab_size),
             ));
         }
-        let weights_path = dir.join(WEIGHTS_FILE);
-        let weights_bytes = read(&weights_path)?;
         let record = ModuleRecord::load(&weights_path).map_err(|e| record_error(&weights_path, e))?;
         let encoder = config.encoder.init(device).try_load_record(record).map_err(|e| record_error(&weights_path, e))?;
         let metrics_path = dir.join(METRICS_FILE);
-        let metrics: serde_json::Value =
-            serde_json::from_slice(&read(&metrics_path)?).map_err(|e| corrupt(&metrics_path, e))?;
+        let metrics_bytes = read(&metrics_path)?;
+        checksums.verify(dir, METRICS_FILE, &metrics_bytes)?;
+        let metrics: serde_json::Value = serde_json::from_slice(&metrics_bytes).map_err(|e| corrupt(&metrics_path, e))?;
         let threshold = metrics
             .get("threshold")
             .and_then(|t| t.as_f64())
@@ -151,6 +192,9 @@ impl ModelPackage {
                     ));
                 }
                 let head_path = dir.join(HEAD_FILE);
+                let head_len = std::fs::metadata(&head_path).map_err(|e| EncoderError::io(&head_path, e))?.len();
+                check_head_shape(head_config, head_len).map_err(|reason| corrupt(&config_path, reason))?;
+                checksums.verify(dir, HEAD_FILE, &read(&head_path)?)?;
                 let record = ModuleRecord::load(&head_path).map_err(|e| record_error(&head_path, e))?;
                 let head = head_config.init(device).try_load_record(record).map_err(|e| record_error(&head_path, e))?;
                 let t = metrics
@@ -161,7 +205,51 @@ impl ModelPackage {
                 Some((head, t))
             }
         };
-        Ok(Self { dir: dir.to_path_buf(), config, tokenizer, encoder, metrics, threshold, head, fingerprint })
+        let search_threshold = match metrics.get("search_threshold") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(
+                v.as_f64()
+                    .filter(|t| t.is_finite())
+                    .ok_or_else(|| corrupt(&metrics_path, "\"search_threshold\" must be a finite number"))?,
+            ),
+        };
+        Ok(Self { dir: dir.to_path_buf(), config, tokenizer, encoder, metrics, threshold, head, search_threshold, fingerprint })
+    }
+
+    /// The verdict on one pair, the one place every command decides "duplicate": with a verdict
+    /// head, its probability (`head_probability`) against the head's threshold; otherwise, or
+    /// when no probability was computed, the energy's `distance` against the distance threshold.
+    pub fn is_duplicate(&self, distance: f64, head_probability: Option<f32>) -> bool {
+        match (&self.head, head_probability) {
+            (Some((_, t)), Some(p)) => f64::from(p) >= *t,
+            _ => distance <= self.threshold,
+        }
+    }
+
+    /// The verdict on a search hit (or a pair mined by `dedup`): with a search threshold, the
+    /// head's probability (packages with a head) or the energy's similarity against it;
+    /// without one, the pair verdict [`is_duplicate`](Self::is_duplicate).
+    pub fn is_search_duplicate(&self, distance: f64, head_probability: Option<f32>) -> bool {
+        match (self.search_threshold, &self.head, head_probability) {
+            (Some(t), Some(_), Some(p)) => f64::from(p) >= t,
+            (Some(t), None, _) => self.config.energy.similarity_from_distance(distance) >= t,
+            _ => self.is_duplicate(distance, head_probability),
+        }
+    }
+
+    /// The similarity from which search flags a hit, for packages that judge search hits by
+    /// similarity (no head): the search threshold, else the pair threshold as a similarity.
+    pub fn search_similarity_threshold(&self) -> Option<f64> {
+        match (&self.head, self.search_threshold) {
+            (Some(_), _) => None,
+            (None, Some(t)) => Some(t),
+            (None, None) => Some(self.config.energy.similarity_from_distance(self.threshold)),
+        }
+    }
+
+    /// The head probability from which search flags a hit, for packages with a head.
+    pub fn search_probability_threshold(&self) -> Option<f64> {
+        self.head.as_ref().map(|(_, t)| self.search_threshold.unwrap_or(*t))
     }
 
     /// Writes a package to `dir` atomically (a complete temporary sibling, then a rename).
@@ -185,45 +273,150 @@ impl ModelPackage {
         if head.is_some() && !finite("head_threshold") {
             return Err(corrupt(dir, "a package with a head must carry a finite \"head_threshold\""));
         }
-        let parent = match dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&parent).map_err(|e| EncoderError::io(&parent, e))?;
-        let tmp = tokenize::shareable_temp(".package-", true).tempdir_in(&parent).map_err(|e| EncoderError::io(&parent, e))?;
+        if metrics.get("search_threshold").is_some_and(|v| !v.is_null()) && !finite("search_threshold") {
+            return Err(corrupt(dir, "\"search_threshold\", when given, must be finite"));
+        }
+        check_target(dir)?;
+        let staged = fsio::AtomicDir::create(dir)?;
+        let tmp = staged.path();
         let write_json = |name: &str, value: &dyn erased::Json| -> Result<()> {
-            let p = tmp.path().join(name);
+            let p = tmp.join(name);
             std::fs::write(&p, value.to_json()?).map_err(|e| EncoderError::io(&p, e))
         };
         write_json(CONFIG_FILE, config)?;
         write_json(METRICS_FILE, metrics)?;
-        tokenizer.save(&tmp.path().join(TOKENIZER_FILE))?;
-        let wp = tmp.path().join(WEIGHTS_FILE);
+        tokenizer.save(&tmp.join(TOKENIZER_FILE))?;
+        let wp = tmp.join(WEIGHTS_FILE);
         encoder.clone().into_record().save(&wp).map_err(|e| record_error(&wp, e))?;
+        let mut files = vec![CONFIG_FILE, METRICS_FILE, TOKENIZER_FILE, WEIGHTS_FILE];
         if let Some(head) = head {
-            let hp = tmp.path().join(HEAD_FILE);
+            let hp = tmp.join(HEAD_FILE);
             head.clone().into_record().save(&hp).map_err(|e| record_error(&hp, e))?;
+            files.push(HEAD_FILE);
         }
-        replace_dir(tmp, dir)
+        Checksums::of(tmp, &files)?.write(tmp)?;
+        staged.commit(package_or_refuse)?;
+        Ok(())
     }
 }
 
-/// Moves the finished temporary directory over `dir`: the old package, if any, is first moved
-/// aside, so at every instant one complete package exists at either name.
-fn replace_dir(tmp: tempfile::TempDir, dir: &Path) -> Result<()> {
-    let staged = tmp.keep();
-    if dir.exists() {
-        let aside = dir.with_extension(format!("old-{}", std::process::id()));
-        std::fs::rename(dir, &aside).map_err(|e| EncoderError::io(dir, e))?;
-        if let Err(e) = std::fs::rename(&staged, dir) {
-            let _ = std::fs::rename(&aside, dir);
-            return Err(EncoderError::io(dir, e));
+/// Errors unless `dir` may receive a package: it does not exist, or it is a directory holding
+/// a model package and nothing else. The trainer calls this before training, so a bad
+/// `--output` fails at once instead of after the last epoch.
+pub fn check_target(dir: &Path) -> Result<()> {
+    fsio::check_dir_target(dir, package_or_refuse)?;
+    Ok(())
+}
+
+/// Accepts a directory that holds `config.json` of a package and only package files.
+fn package_or_refuse(dir: &Path) -> std::result::Result<(), String> {
+    const REFUSE: &str = "refusing to replace it; choose a new directory";
+    let config: Option<serde_json::Value> =
+        std::fs::read(dir.join(CONFIG_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    if !config.is_some_and(|c| c.get("format_version").is_some() && c.get("encoder").is_some()) {
+        return Err(format!("exists and is not a model package (no package config.json); {REFUSE}"));
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| e.to_string())?;
+    let mut foreign = Vec::new();
+    for entry in entries {
+        let name = entry.map_err(|e| e.to_string())?.file_name();
+        let name = name.to_string_lossy();
+        if !PACKAGE_FILES.contains(&name.as_ref()) && !PLOT_FILES.contains(&name.as_ref()) {
+            foreign.push(name.into_owned());
         }
-        std::fs::remove_dir_all(&aside).map_err(|e| EncoderError::io(&aside, e))?;
-    } else {
-        std::fs::rename(&staged, dir).map_err(|e| EncoderError::io(dir, e))?;
+    }
+    if !foreign.is_empty() {
+        foreign.sort();
+        return Err(format!("is a model package but also holds {}; {REFUSE}", foreign.join(", ")));
     }
     Ok(())
+}
+
+/// Shapes `config.json` asks for, checked before the encoder is built: each within
+/// [`limits`], and the parameters must fit the weights file (at two bytes each at the least).
+fn check_shapes(config: &PackageConfig, weights_len: u64) -> std::result::Result<(), String> {
+    let e = &config.encoder;
+    for (name, value, most) in [
+        ("encoder.vocab_size", e.vocab_size, limits::VOCAB),
+        ("encoder.d_embed", e.d_embed, limits::D_EMBED),
+        ("encoder.d_hidden", e.d_hidden, limits::D_HIDDEN),
+        ("max_len", config.max_len, limits::MAX_LEN),
+    ] {
+        if value == 0 || value > most {
+            return Err(format!("{name} = {value} is outside 1..={most}"));
+        }
+    }
+    let directions = if e.bidirectional { 2 } else { 1 };
+    let lstm = 4 * e.d_hidden * (e.d_embed + e.d_hidden + 1) * directions;
+    let params = (e.vocab_size * e.d_embed + lstm) as u64;
+    if params * 2 > weights_len {
+        return Err(format!("{weights_len} bytes cannot hold the {params} parameters that config.json describes"));
+    }
+    Ok(())
+}
+
+fn check_head_shape(head: &VerdictHeadConfig, head_len: u64) -> std::result::Result<(), String> {
+    if head.d_hidden == 0 || head.d_hidden > limits::HEAD_HIDDEN {
+        return Err(format!("head.d_hidden = {} is outside 1..={}", head.d_hidden, limits::HEAD_HIDDEN));
+    }
+    let params = (2 * head.d_input * head.d_hidden + 2 * head.d_hidden + 1) as u64;
+    if params * 2 > head_len {
+        return Err(format!("{head_len} bytes of head.bpk cannot hold the {params} parameters of the head config.json describes"));
+    }
+    Ok(())
+}
+
+/// `checksums.json`: the XXH3-64 of each file of the package, in hex.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Checksums {
+    algorithm: String,
+    files: std::collections::BTreeMap<String, String>,
+}
+
+impl Checksums {
+    const ALGORITHM: &'static str = "xxh3-64";
+
+    fn hash(bytes: &[u8]) -> String {
+        format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes))
+    }
+
+    fn of(dir: &Path, files: &[&str]) -> Result<Self> {
+        let mut sums = Self { algorithm: Self::ALGORITHM.into(), files: Default::default() };
+        for name in files {
+            sums.files.insert(name.to_string(), Self::hash(&read(&dir.join(name))?));
+        }
+        Ok(sums)
+    }
+
+    fn write(&self, dir: &Path) -> Result<()> {
+        let p = dir.join(CHECKSUMS_FILE);
+        std::fs::write(&p, serde_json::to_string_pretty(self).map_err(|e| EncoderError::Json(e.to_string()))?)
+            .map_err(|e| EncoderError::io(&p, e))
+    }
+
+    /// The package's checksums; none (nothing to check) for a package older than them.
+    fn read(dir: &Path) -> Result<Self> {
+        let p = dir.join(CHECKSUMS_FILE);
+        let bytes = match std::fs::read(&p) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(EncoderError::io(&p, e)),
+        };
+        let sums: Self = serde_json::from_slice(&bytes).map_err(|e| corrupt(&p, e))?;
+        if sums.algorithm != Self::ALGORITHM {
+            return Err(corrupt(&p, format!("unknown checksum algorithm {:?}", sums.algorithm)));
+        }
+        Ok(sums)
+    }
+
+    fn verify(&self, dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+        match self.files.get(name) {
+            Some(want) if *want != Self::hash(bytes) => {
+                Err(corrupt(&dir.join(name), "checksum mismatch (checksums.json): the file is damaged or was changed (after an edit on purpose, delete checksums.json)"))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 fn record_error(path: &Path, e: RecordError) -> EncoderError {

@@ -22,6 +22,8 @@ fn sample(dir: &Path) -> (PackageConfig, WordTokenizer) {
     };
     let device = Backend::Flex.device();
     let enc = config.encoder.init(&device);
+    // The tests damage packages; a damaged one is no longer a package that saving may replace.
+    let _ = std::fs::remove_dir_all(dir);
     ModelPackage::save(dir, &config, &tok, &enc, None, &serde_json::json!({"threshold": 0.8})).unwrap();
     (config, tok)
 }
@@ -88,7 +90,9 @@ fn a_verdict_head_round_trips_and_its_absence_or_damage_is_named() {
     let e = load_err(&dir);
     assert!(e.contains("head.bpk"), "{e}");
 
+    std::fs::remove_dir_all(&dir).unwrap();
     ModelPackage::save(&dir, &config, &tok, &plain.encoder, Some(&head), &metrics).unwrap();
+    std::fs::remove_file(dir.join("checksums.json")).unwrap();
     config.head = Some(VerdictHeadConfig::new(config.encoder.d_output() + 1));
     std::fs::write(dir.join("config.json"), serde_json::to_vec(&config).unwrap()).unwrap();
     let e = load_err(&dir);
@@ -108,15 +112,29 @@ fn missing_or_corrupt_packages_give_clear_errors() {
 
     std::fs::write(dir.join("model.bpk"), b"definitely not burnpack").unwrap();
     let e = load_err(&dir);
+    assert!(e.contains("model.bpk") && e.contains("checksum mismatch"), "{e}");
+    std::fs::remove_file(dir.join("checksums.json")).unwrap();
+    let e = load_err(&dir);
+    assert!(e.contains("model.bpk") && e.contains("cannot hold"), "{e}");
+    let mut long = std::fs::read(dir.join("config.json")).unwrap();
+    long.resize(1 << 16, b' ');
+    std::fs::write(dir.join("model.bpk"), long).unwrap();
+    let e = load_err(&dir);
     assert!(e.contains("model.bpk") && e.contains("unreadable weights"), "{e}");
 
-    sample(&dir);
+    // The checks below read what files say; each test package drops its checksums so that
+    // those checks, not the checksum, are what answers (as for packages older than checksums).
+    let unsealed = |dir: &Path| {
+        sample(dir);
+        std::fs::remove_file(dir.join("checksums.json")).unwrap();
+    };
+    unsealed(&dir);
     std::fs::write(dir.join("config.json"), b"{ broken").unwrap();
     let e = load_err(&dir);
     assert!(e.contains("config.json"), "{e}");
 
     // Weights of another shape than config.json says.
-    sample(&dir);
+    unsealed(&dir);
     config.encoder.d_hidden = 7;
     std::fs::write(dir.join("config.json"), serde_json::to_vec(&config).unwrap()).unwrap();
     let e = load_err(&dir);
@@ -127,7 +145,7 @@ fn missing_or_corrupt_packages_give_clear_errors() {
     let e = load_err(&dir);
     assert!(e.contains("tokenizer.json"), "{e}");
 
-    sample(&dir);
+    unsealed(&dir);
     std::fs::write(dir.join("metrics.json"), b"{}").unwrap();
     let e = load_err(&dir);
     assert!(e.contains("metrics.json") && e.contains("threshold"), "{e}");
@@ -143,4 +161,129 @@ fn saved_packages_are_readable_by_others() {
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dir), 0o755);
     assert_eq!(mode(&dir.join("tokenizer.json")), 0o644);
+}
+
+#[test]
+fn flipped_bytes_are_caught_by_the_checksums_and_old_packages_still_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pkg");
+    sample(&dir);
+    let sums: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("checksums.json")).unwrap()).unwrap();
+    for f in ["config.json", "tokenizer.json", "model.bpk", "metrics.json"] {
+        assert!(sums["files"][f].is_string(), "{f} is covered: {sums}");
+    }
+    for f in ["model.bpk", "tokenizer.json", "metrics.json", "config.json"] {
+        sample(&dir);
+        let mut bytes = std::fs::read(dir.join(f)).unwrap();
+        let at = bytes.len() * 2 / 3;
+        bytes[at] ^= 0x01;
+        std::fs::write(dir.join(f), &bytes).unwrap();
+        let e = load_err(&dir);
+        assert!(e.contains(f) && e.contains("checksum mismatch"), "{f}: {e}");
+    }
+    // A package written before checksums existed loads as it did.
+    sample(&dir);
+    let fingerprint = ModelPackage::load(&dir, &Backend::Flex.device()).unwrap().fingerprint;
+    std::fs::remove_file(dir.join("checksums.json")).unwrap();
+    assert_eq!(ModelPackage::load(&dir, &Backend::Flex.device()).unwrap().fingerprint, fingerprint);
+}
+
+#[test]
+fn absurd_shapes_in_config_json_are_refused_before_allocating() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pkg");
+    for (field, value, needle) in [
+        ("d_hidden", 1usize << 40, "encoder.d_hidden"),
+        ("d_hidden", 4096, "parameters"),
+        ("vocab_size", 1 << 24, "parameters"),
+        ("d_embed", 0, "encoder.d_embed"),
+    ] {
+        let (mut config, _) = sample(&dir);
+        std::fs::remove_file(dir.join("checksums.json")).unwrap();
+        match field {
+            "d_hidden" => config.encoder.d_hidden = value,
+            "vocab_size" => config.encoder.vocab_size = value,
+            _ => config.encoder.d_embed = value,
+        }
+        std::fs::write(dir.join("config.json"), serde_json::to_vec(&config).unwrap()).unwrap();
+        let e = load_err(&dir);
+        assert!(e.contains("config.json") && e.contains(needle), "{field} = {value}: {e}");
+    }
+    let (mut config, _) = sample(&dir);
+    std::fs::remove_file(dir.join("checksums.json")).unwrap();
+    config.max_len = 0;
+    std::fs::write(dir.join("config.json"), serde_json::to_vec(&config).unwrap()).unwrap();
+    let e = load_err(&dir);
+    assert!(e.contains("pkg") && e.contains("config.json") && e.contains("max_len"), "{e}");
+}
+
+#[test]
+fn saving_replaces_a_package_and_nothing_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, tok) = sample(&tmp.path().join("first"));
+    let device = Backend::Flex.device();
+    let enc = config.encoder.init(&device);
+    let metrics = serde_json::json!({"threshold": 0.5});
+    let save = |dir: &Path| ModelPackage::save(dir, &config, &tok, &enc, None, &metrics);
+
+    // A folder of the user's is never replaced, nor a file.
+    let folder = tmp.path().join("data");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("precious.csv"), "a,b").unwrap();
+    let e = save(&folder).unwrap_err().to_string();
+    assert!(e.contains("data") && e.contains("not a model package"), "{e}");
+    assert_eq!(std::fs::read_to_string(folder.join("precious.csv")).unwrap(), "a,b");
+    let file = tmp.path().join("file.txt");
+    std::fs::write(&file, "x").unwrap();
+    assert!(save(&file).unwrap_err().to_string().contains("file.txt"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
+
+    // A package that also holds a file of the user's is not replaced either.
+    let pkg = tmp.path().join("pkg");
+    save(&pkg).unwrap();
+    std::fs::write(pkg.join("notes.txt"), "mine").unwrap();
+    let e = save(&pkg).unwrap_err().to_string();
+    assert!(e.contains("notes.txt"), "{e}");
+    assert_eq!(std::fs::read_to_string(pkg.join("notes.txt")).unwrap(), "mine");
+
+    // A package is replaced, atomically, and nothing is left beside it.
+    std::fs::remove_file(pkg.join("notes.txt")).unwrap();
+    let metrics = serde_json::json!({"threshold": 0.25});
+    ModelPackage::save(&pkg, &config, &tok, &enc, None, &metrics).unwrap();
+    assert_eq!(ModelPackage::load(&pkg, &device).unwrap().threshold, 0.25);
+    let names: Vec<String> = std::fs::read_dir(tmp.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().all(|n| !n.starts_with(fsio::TEMP_PREFIX)), "{names:?}");
+}
+
+#[test]
+fn a_search_threshold_round_trips_and_older_packages_fall_back_to_the_pair_verdict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, tok) = sample(&tmp.path().join("plain"));
+    let device = Backend::Flex.device();
+    let plain = ModelPackage::load(&tmp.path().join("plain"), &device).unwrap();
+    // No search threshold: search judges exactly as the pair verdict.
+    assert_eq!(plain.search_threshold, None);
+    for d in [0.1, 0.7, 0.9, 1.3] {
+        assert_eq!(plain.is_search_duplicate(d, None), plain.is_duplicate(d, None), "distance {d}");
+    }
+    assert_eq!(plain.search_similarity_threshold(), Some(Energy::Euclidean.similarity_from_distance(0.8)));
+
+    let dir = tmp.path().join("calibrated");
+    let metrics = serde_json::json!({"threshold": 0.8, "search_threshold": 0.9});
+    ModelPackage::save(&dir, &config, &tok, &plain.encoder, None, &metrics).unwrap();
+    let p = ModelPackage::load(&dir, &device).unwrap();
+    assert_eq!(p.search_threshold, Some(0.9));
+    assert_eq!(p.search_similarity_threshold(), Some(0.9));
+    // Euclidean on unit vectors: similarity = 1 − d²/2. d = 0.4 → 0.92 (flagged), d = 0.5 →
+    // 0.875 (not), though the pair threshold (d ≤ 0.8) calls both duplicates.
+    assert!(p.is_search_duplicate(0.4, None) && p.is_duplicate(0.4, None));
+    assert!(!p.is_search_duplicate(0.5, None) && p.is_duplicate(0.5, None));
+
+    // A search threshold that is not a number is refused on save and named on load.
+    let bad = serde_json::json!({"threshold": 0.8, "search_threshold": "high"});
+    assert!(ModelPackage::save(&tmp.path().join("bad"), &config, &tok, &plain.encoder, None, &bad).is_err());
+    std::fs::remove_file(dir.join("checksums.json")).unwrap();
+    std::fs::write(dir.join("metrics.json"), serde_json::to_vec(&bad).unwrap()).unwrap();
+    let e = load_err(&dir);
+    assert!(e.contains("metrics.json") && e.contains("search_threshold"), "{e}");
 }

@@ -14,22 +14,41 @@ pub struct DupPair {
     pub score: f32,
 }
 
+/// Most pairs [`mine_pairs`] returns: a low threshold over a large collection would otherwise
+/// ask for n²/2 pairs (5·10⁹ for 100k sentences) and exhaust memory.
+pub const MAX_PAIRS: usize = 20_000_000;
+
 /// All pairs `i < j` with `dot(v_i, v_j) >= min_score`, best first. Exact: every pair is scored.
-pub fn mine_pairs(vectors: &[f32], dim: usize, min_score: f32) -> Vec<DupPair> {
+/// More than `max_pairs` pairs is an error (`Err` carries the limit) instead of an allocation
+/// that cannot succeed.
+pub fn mine_pairs(vectors: &[f32], dim: usize, min_score: f32, max_pairs: usize) -> Result<Vec<DupPair>, usize> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let n = vectors.len() / dim.max(1);
     let row = |i: usize| &vectors[i * dim..(i + 1) * dim];
-    let mut pairs: Vec<DupPair> = (0..n)
+    let found = AtomicUsize::new(0);
+    let rows: Vec<Vec<DupPair>> = (0..n)
         .into_par_iter()
-        .flat_map_iter(|i| {
+        .map(|i| {
+            if found.load(Ordering::Relaxed) > max_pairs {
+                return Vec::new();
+            }
             let a = row(i);
-            (i + 1..n).filter_map(move |j| {
-                let score: f32 = a.iter().zip(row(j)).map(|(x, y)| x * y).sum();
-                (score >= min_score).then_some(DupPair { i, j, score })
-            })
+            let hits: Vec<DupPair> = (i + 1..n)
+                .filter_map(|j| {
+                    let score: f32 = a.iter().zip(row(j)).map(|(x, y)| x * y).sum();
+                    (score >= min_score).then_some(DupPair { i, j, score })
+                })
+                .collect();
+            found.fetch_add(hits.len(), Ordering::Relaxed);
+            hits
         })
         .collect();
+    if found.load(Ordering::Relaxed) > max_pairs {
+        return Err(max_pairs);
+    }
+    let mut pairs: Vec<DupPair> = rows.into_iter().flatten().collect();
     pairs.sort_by(|a, b| b.score.total_cmp(&a.score).then((a.i, a.j).cmp(&(b.i, b.j))));
-    pairs
+    Ok(pairs)
 }
 
 /// Union-find over the pairs: a cluster id for every row that is in at least one pair
@@ -77,7 +96,7 @@ mod tests {
     fn mines_exactly_the_pairs_above_threshold_and_clusters_them() {
         // Rows 0,1,3 point the same way; 2 and 4 are alone.
         let v = [1.0, 0.0, 0.99, 0.141, 0.0, 1.0, 0.98, -0.199, -1.0, 0.0];
-        let pairs = mine_pairs(&v, 2, 0.9);
+        let pairs = mine_pairs(&v, 2, 0.9, MAX_PAIRS).unwrap();
         let ij: Vec<(usize, usize)> = pairs.iter().map(|p| (p.i, p.j)).collect();
         assert_eq!(ij, vec![(0, 1), (0, 3), (1, 3)]);
         assert!(pairs.windows(2).all(|w| w[0].score >= w[1].score));
@@ -85,5 +104,13 @@ mod tests {
         // Two separate groups get separate ids.
         let p = [DupPair { i: 2, j: 4, score: 1.0 }, DupPair { i: 0, j: 1, score: 1.0 }];
         assert_eq!(clusters(5, &p), vec![Some(1), Some(1), Some(2), None, Some(2)]);
+    }
+
+    #[test]
+    fn too_many_pairs_is_an_error_not_an_allocation() {
+        // 60 identical rows: 1,770 pairs above any threshold.
+        let v: Vec<f32> = (0..60).flat_map(|_| [1.0, 0.0]).collect();
+        assert_eq!(mine_pairs(&v, 2, -1.0, 1_770).unwrap().len(), 1_770);
+        assert_eq!(mine_pairs(&v, 2, -1.0, 1_000), Err(1_000));
     }
 }

@@ -14,10 +14,13 @@
 //! Format 1 files (FNV-1a, byte by byte: 50 ms on a 40 MB index) still load; every save writes
 //! format 2.
 //!
-//! Writes go to a temporary file in the same directory, which is synced and then renamed over
-//! the old index, so a crash or kill mid-write leaves the previous index intact.
+//! Writes go to a temporary file in the same directory ([`fsio::AtomicFile`]), which is synced
+//! and then renamed over the old index, so a crash or kill mid-write leaves the previous index
+//! intact. Writers that change an existing index hold [`Index::lock`] around the whole
+//! read–modify–write. Every size in a header is checked against the file's real length before
+//! anything is allocated.
 
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +31,11 @@ const MAGIC: &[u8; 8] = b"TWINIDX1";
 
 /// The layout version new files get: 2 = XXH3-64 checksum.
 const FORMAT: u32 = 2;
+
+/// Longest JSON header read; real headers are about 200 bytes.
+const MAX_HEADER: usize = 1 << 20;
+/// Widest vectors read; the shipped models make 256 and 512.
+pub const MAX_DIM: usize = 1 << 16;
 
 /// What the index header records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -170,29 +178,31 @@ impl Index {
         let io = |e| RetrieveError::io(path, e);
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io)?;
-        let tmp = tokenize::shareable_temp(".index-", false).tempfile_in(dir).map_err(io)?;
-        {
-            let mut w = Summing { inner: BufWriter::new(tmp.as_file()), sum: xxhash_rust::xxh3::Xxh3::new() };
-            let header = IndexHeader { format: FORMAT, ..self.header.clone() };
-            let header = serde_json::to_vec(&header).map_err(|e| RetrieveError::Invalid(e.to_string()))?;
-            w.write_all(MAGIC).map_err(io)?;
-            w.write_all(&(header.len() as u32).to_le_bytes()).map_err(io)?;
-            w.write_all(&header).map_err(io)?;
-            for v in &self.vectors {
-                w.write_all(&v.to_le_bytes()).map_err(io)?;
-            }
-            for s in &self.sentences {
-                w.write_all(&(s.len() as u32).to_le_bytes()).map_err(io)?;
-                w.write_all(s.as_bytes()).map_err(io)?;
-            }
-            let sum = w.sum.digest();
-            w.inner.write_all(&sum.to_le_bytes()).map_err(io)?;
-            w.inner.flush().map_err(io)?;
+        let mut w = Summing { inner: fsio::AtomicFile::create(path)?, sum: xxhash_rust::xxh3::Xxh3::new() };
+        let header = IndexHeader { format: FORMAT, ..self.header.clone() };
+        let header = serde_json::to_vec(&header).map_err(|e| RetrieveError::Invalid(e.to_string()))?;
+        w.write_all(MAGIC).map_err(io)?;
+        w.write_all(&(header.len() as u32).to_le_bytes()).map_err(io)?;
+        w.write_all(&header).map_err(io)?;
+        for v in &self.vectors {
+            w.write_all(&v.to_le_bytes()).map_err(io)?;
         }
-        tmp.as_file().sync_all().map_err(io)?;
-        before_rename(tmp.path()).map_err(io)?;
-        tmp.persist(path).map_err(|e| io(e.error))?;
+        for s in &self.sentences {
+            let len = u32::try_from(s.len()).map_err(|_| RetrieveError::Invalid(format!("a sentence of {} bytes is too long to store", s.len())))?;
+            w.write_all(&len.to_le_bytes()).map_err(io)?;
+            w.write_all(s.as_bytes()).map_err(io)?;
+        }
+        let sum = w.sum.digest();
+        w.inner.write_all(&sum.to_le_bytes()).map_err(io)?;
+        w.inner.commit_with(before_rename)?;
         Ok(())
+    }
+
+    /// Takes the writer lock of the index at `path` (`PATH.lock`), waiting for another writer;
+    /// `on_wait` is told when it must. Hold it from before [`load`](Self::load) until after
+    /// [`save`](Self::save), so that concurrent writers each see the other's changes.
+    pub fn lock(path: &Path, on_wait: impl FnOnce(&Path)) -> Result<fsio::WriterLock> {
+        Ok(fsio::WriterLock::acquire(path, on_wait)?)
     }
 
     /// Reads only the header, e.g. to decide whether a cached index is still current.
@@ -204,6 +214,10 @@ impl Index {
             return Err(corrupt(path, "not an index file (bad magic)"));
         }
         let n = u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize;
+        let len = f.metadata().map_err(|e| RetrieveError::io(path, e))?.len();
+        if n > MAX_HEADER || n as u64 + 12 > len {
+            return Err(corrupt(path, format!("header length {n} does not fit the file")));
+        }
         let mut header = vec![0u8; n];
         f.read_exact(&mut header).map_err(|_| corrupt(path, "truncated header"))?;
         serde_json::from_slice(&header).map_err(|e| corrupt(path, format!("bad header: {e}")))
@@ -235,6 +249,15 @@ impl Index {
         }
         if legacy != (header.format < 2) {
             return Err(corrupt(path, "checksum mismatch: the file is damaged or truncated"));
+        }
+        if header.dim == 0 || header.dim > MAX_DIM {
+            return Err(corrupt(path, format!("vector size {} is outside 1..={MAX_DIM}", header.dim)));
+        }
+        // Each stored sentence takes its vector and at least a 4-byte length: a count the
+        // file cannot hold is refused before anything of that size is allocated.
+        let room = (body.len() - r.pos) / (header.dim * 4 + 4);
+        if header.count > room {
+            return Err(corrupt(path, format!("header says {} sentences, but the file holds at most {room}", header.count)));
         }
         let values = header.count.checked_mul(header.dim).ok_or_else(|| corrupt(path, "absurd size"))?;
         let raw = r.take(values.checked_mul(4).ok_or_else(|| corrupt(path, "absurd size"))?)?;

@@ -18,10 +18,12 @@
 pub mod corpus;
 pub mod dedup;
 pub mod index;
+pub mod report;
 pub mod score;
 pub mod search;
 
 pub use index::{Index, IndexHeader};
+pub use report::{QueryHits, SearchHit, SearchReport};
 pub use search::{top_k, Hit};
 
 use std::path::{Path, PathBuf};
@@ -67,6 +69,9 @@ pub enum RetrieveError {
     /// The model failed.
     #[error(transparent)]
     Encoder(#[from] encoder::EncoderError),
+    /// A file could not be written safely, or an output path was refused.
+    #[error(transparent)]
+    Fs(#[from] fsio::FsError),
 }
 
 impl RetrieveError {

@@ -2,14 +2,16 @@
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use fsio::{check_output, escape_terminal, warn};
 use clap::{Parser, Subcommand};
 use encoder::{Backend, Embedder, ModelPackage};
 use indicatif::{ProgressBar, ProgressStyle};
 use retrieve::score::{Layout, ScoreOptions};
-use retrieve::{corpus, dedup, search, Index};
+use retrieve::{corpus, dedup, Index, SearchReport};
 
 /// Find the stored questions nearest to a new one, with duplicate verdicts from a twin-LSTM
 /// model.
@@ -18,6 +20,11 @@ use retrieve::{corpus, dedup, search, Index};
 /// use and cached) or the index given with --index:
 ///
 ///     retrieve "How can I improve my English speaking?"
+///
+/// A search hit is flagged "duplicate" by the model's search threshold, chosen on a validation
+/// corpus where the candidates are the nearest of many stored questions; a model without one
+/// uses its pair threshold. `score` judges given pairs with the pair threshold, chosen on
+/// labelled pairs.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -35,9 +42,9 @@ struct SearchArgs {
     /// The question(s) to look up. A one-word query that is also a command name (index, add,
     /// search, dedup, score, help) is read as that command: write `retrieve search WORD`.
     query: Vec<String>,
-    /// How many stored questions to show.
-    #[arg(short, long, default_value_t = 5)]
-    k: usize,
+    /// How many stored questions to show (at most as many as are stored).
+    #[arg(short, long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    k: u64,
     /// Search this index (from `retrieve index`) instead of the default corpus.
     #[arg(long)]
     index: Option<PathBuf>,
@@ -73,7 +80,8 @@ enum Command {
         /// CSV column holding the sentences.
         #[arg(long)]
         column: Option<String>,
-        /// Where to write the index (default: FILE.idx).
+        /// Where to write the index (default: FILE.idx). An existing file there must be an index;
+        /// it is replaced atomically.
         #[arg(long)]
         index: Option<PathBuf>,
     },
@@ -97,8 +105,9 @@ enum Command {
         /// CSV column holding the sentences.
         #[arg(long)]
         column: Option<String>,
-        /// Minimum similarity of a duplicate (default: the model's calibrated threshold).
-        #[arg(long)]
+        /// Minimum similarity of a duplicate, between -1 and 1 (default: the model's search
+        /// threshold when it judges by similarity, else its pair threshold).
+        #[arg(long, value_parser = similarity)]
         threshold: Option<f64>,
         /// Output CSV (default: standard output).
         #[arg(short, long)]
@@ -114,8 +123,8 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// The two sentence columns, by header name: --columns question1,question2.
-        #[arg(long, value_delimiter = ',', num_args = 2)]
-        columns: Option<Vec<String>>,
+        #[arg(long, value_parser = column_pair, value_name = "A,B")]
+        columns: Option<(String, String)>,
         /// Input layout: csv, tsv, or qqp (label, q1, q2, id; no header). Default from extension.
         #[arg(long)]
         format: Option<String>,
@@ -123,8 +132,8 @@ enum Command {
         #[arg(long)]
         strict: bool,
         /// Rows per batch.
-        #[arg(long, default_value_t = 2048)]
-        batch_rows: usize,
+        #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..=retrieve::score::MAX_BATCH_ROWS as u64))]
+        batch_rows: u64,
     },
 }
 
@@ -136,6 +145,26 @@ fn locate(path: &Path) -> PathBuf {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let candidate = repo.join(path);
     if candidate.exists() { candidate } else { path.to_path_buf() }
+}
+
+/// `--columns A,B`: two column names.
+fn column_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once(',') {
+        Some((a, b)) if !a.trim().is_empty() && !b.trim().is_empty() && !b.contains(',') => {
+            Ok((a.trim().to_string(), b.trim().to_string()))
+        }
+        _ => Err(format!("expected two column names separated by a comma, e.g. question1,question2; got {s:?}")),
+    }
+}
+
+/// `--threshold`: a finite similarity in [-1, 1].
+fn similarity(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|e| format!("{e}"))?;
+    if v.is_finite() && (-1.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{s} is not a similarity between -1 and 1"))
+    }
 }
 
 fn bar(quiet: bool, len: Option<u64>, what: &str) -> ProgressBar {
@@ -155,18 +184,16 @@ fn bar(quiet: bool, len: Option<u64>, what: &str) -> ProgressBar {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Job {
     /// Sentences compared with a whole collection (search, index, add, dedup): the ranking
-    /// model, whose similarities also separate unrelated questions. On the shipped corpus the
-    /// verdict model's distance threshold calls 8.7k of its 1.2M pairs duplicates, the ranking
-    /// model 1.3k.
+    /// model, whose similarities also separate unrelated questions (docs/results.md compares
+    /// how many corpus pairs each shipped model calls duplicates).
     Rank,
     /// Verdicts on given pairs (score), which in Quora-like data are already on one topic.
     Judge,
 }
 
-/// The shipped model for ranking: in-batch negatives, MRR@10 0.638 on the Quora dev questions.
+/// The shipped model for ranking: trained with in-batch negatives, which rank best.
 const RANKING_MODEL: &str = "models/quora-retrieval";
-/// The shipped model for pair verdicts: contrastive loss plus a verdict head, AP 0.831 and
-/// accuracy 0.783 on held-out Quora pairs.
+/// The shipped model for pair verdicts: contrastive loss plus a verdict head.
 const VERDICT_MODEL: &str = "models/quora";
 
 /// `--model` (or `TWIN_MODEL`) when given, else the shipped model that does `job` best.
@@ -184,43 +211,59 @@ fn load_embedder(common: &Common, job: Job) -> anyhow::Result<Embedder> {
     Ok(Embedder::new(package, device))
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    fsio::exit(run())
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let common = cli.common.clone();
     match cli.command {
         None => run_search(&common, &cli.search),
         Some(Command::Search(args)) => run_search(&common, &args),
         Some(Command::Index { file, column, index }) => {
+            let out = index.unwrap_or_else(|| file.with_extension("idx"));
+            check_output(&out, &[&file])?;
+            if out.exists() && Index::read_header(&out).is_err() {
+                bail!("{}: exists and is not an index; refusing to replace it (choose another --index)", out.display());
+            }
             let embedder = load_embedder(&common, Job::Rank)?;
             let sentences = corpus::read_sentences(&file, column.as_deref())?;
             let pb = bar(common.quiet, Some(sentences.len() as u64), "embedding");
             let mut idx = corpus::build_index(&embedder, sentences, |n| pb.inc(n as u64))?;
             pb.finish_and_clear();
             idx.header.source_hash = Some(corpus::file_hash(&file)?);
-            let out = index.unwrap_or_else(|| file.with_extension("idx"));
+            let _lock = Index::lock(&out, |l| warn!("waiting for another writer of {} ({})", out.display(), l.display()))?;
             idx.save(&out)?;
-            eprintln!("indexed {} sentences into {}", idx.len(), out.display());
+            warn!("indexed {} sentences into {}", idx.len(), escape_terminal(&out.display().to_string()));
             Ok(())
         }
         Some(Command::Add { file, column, index }) => {
+            check_output(&index, &[&file])?;
             let embedder = load_embedder(&common, Job::Rank)?;
-            let mut idx = Index::load(&index)?;
-            idx.check_model(&index, &embedder.package.fingerprint, embedder.dim())?;
+            // Fail fast on the wrong model, before embedding anything.
+            let header = Index::read_header(&index)?;
+            Index::new(&header.fingerprint, header.dim).check_model(&index, &embedder.package.fingerprint, embedder.dim())?;
             let sentences = corpus::read_sentences(&file, column.as_deref())?;
             let pb = bar(common.quiet, Some(sentences.len() as u64), "embedding");
             let texts: Vec<&str> = sentences.iter().map(String::as_str).collect();
             let vectors = embedder.embed_with_progress(&texts, |n| pb.inc(n as u64))?;
             pb.finish_and_clear();
             let added = sentences.len();
+            // Read, extend and write under the index's lock, so that concurrent adds each
+            // start from the other's result and none is lost.
+            let _lock = Index::lock(&index, |l| warn!("waiting for another writer of {} ({})", index.display(), l.display()))?;
+            let mut idx = Index::load(&index)?;
+            idx.check_model(&index, &embedder.package.fingerprint, embedder.dim())?;
             idx.extend(sentences, &vectors)?;
             idx.header.source_hash = None;
             idx.save(&index)?;
-            eprintln!("added {added} sentences; {} now holds {}", index.display(), idx.len());
+            warn!("added {added} sentences; {} now holds {}", escape_terminal(&index.display().to_string()), idx.len());
             Ok(())
         }
         Some(Command::Dedup { file, column, threshold, output }) => run_dedup(&common, &file, column.as_deref(), threshold, output),
         Some(Command::Score { file, output, columns, format, strict, batch_rows }) => {
-            run_score(&common, &file, output, columns, format, strict, batch_rows)
+            run_score(&common, &file, output, columns, format, strict, batch_rows as usize)
         }
     }
 }
@@ -249,7 +292,7 @@ fn run_search(common: &Common, args: &SearchArgs) -> anyhow::Result<()> {
                 |n| pb.borrow().inc(n as u64),
                 |total| {
                     if !common.quiet {
-                        eprintln!("indexing {} (first use, or the corpus or model changed)", corpus_path.display());
+                        warn!("indexing {} (first use, or the corpus or model changed)", corpus_path.display());
                     }
                     *pb.borrow_mut() = bar(common.quiet, Some(total as u64), "embedding");
                 },
@@ -258,99 +301,62 @@ fn run_search(common: &Common, args: &SearchArgs) -> anyhow::Result<()> {
             idx
         }
     };
-    let energy = embedder.package.config.energy;
-    let threshold = embedder.package.threshold;
-    let texts: Vec<&str> = queries.iter().map(String::as_str).collect();
-    let qv = embedder.embed(&texts)?;
-    let d = embedder.dim();
-    let mut all = Vec::new();
-    for (qi, q) in queries.iter().enumerate() {
-        let qvec = &qv[qi * d..(qi + 1) * d];
-        let hits = search::top_k(&idx.vectors, d, qvec, k);
-        // A package with a verdict head judges each hit with it; search itself ranks by the energy.
-        let verdicts = embedder.head_probabilities(hits.len(), |i| (qvec, idx.vector(hits[i].index)));
-        let results: Vec<serde_json::Value> = hits
-            .iter()
-            .enumerate()
-            .map(|(rank, h)| {
-                let dist = f64::from(energy.distance_host(qvec, idx.vector(h.index)));
-                let mut r = serde_json::json!({
-                    "rank": rank + 1,
-                    "sentence": idx.sentences[h.index],
-                    "similarity": energy.similarity_from_distance(dist),
-                    "duplicate": dist <= threshold,
-                });
-                if let Some((p, t)) = &verdicts {
-                    r["duplicate_probability"] = serde_json::json!(p[rank]);
-                    r["duplicate"] = serde_json::json!(f64::from(p[rank]) >= *t);
-                }
-                r
-            })
-            .collect();
-        if !common.json {
-            println!("{q}");
-            for r in &results {
-                println!(
-                    "{:>3}. {:.3}  {:<13}  {}",
-                    r["rank"].as_u64().unwrap_or(0),
-                    r["similarity"].as_f64().unwrap_or(0.0),
-                    if r["duplicate"].as_bool() == Some(true) { "duplicate" } else { "not duplicate" },
-                    r["sentence"].as_str().unwrap_or("")
-                );
-            }
-        }
-        all.push(serde_json::json!({"query": q, "results": results}));
-    }
+    let report = SearchReport::build(&embedder, &idx, queries, usize::try_from(k).unwrap_or(usize::MAX))?;
+    let mut out = BufWriter::new(std::io::stdout().lock());
     if common.json {
-        let mut out = serde_json::json!({
-            "model": embedder.package.dir,
-            "duplicate_if_similarity_at_least": energy.similarity_from_distance(threshold),
-            "queries": all,
-        });
-        if let Some((_, t)) = &embedder.package.head {
-            out["duplicate_if_similarity_at_least"] = serde_json::Value::Null;
-            out["duplicate_if_probability_at_least"] = serde_json::json!(t);
-        }
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        report.write_json(&mut out)?;
+    } else {
+        report.write_text(&mut out)?;
     }
+    out.flush()?;
     Ok(())
 }
 
-/// Opens the output: a temporary file beside `path` (renamed into place by `finish`), or stdout.
+/// Where a command writes: a file replaced atomically by [`Output::finish`], or stdout.
 enum Output {
-    File(tempfile::NamedTempFile, PathBuf),
-    Stdout,
+    File(fsio::AtomicFile),
+    Stdout(BufWriter<std::io::StdoutLock<'static>>),
 }
 
 impl Output {
-    fn open(path: Option<PathBuf>) -> anyhow::Result<Self> {
+    /// Opens `path` (checked against the command's `inputs`), or stdout when `None`.
+    fn open(path: Option<PathBuf>, inputs: &[&Path]) -> anyhow::Result<Self> {
         Ok(match path {
             Some(p) => {
-                let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                let tmp = tokenize::shareable_temp(".retrieve-", false)
-                    .tempfile_in(dir)
-                    .with_context(|| format!("{}", p.display()))?;
-                Output::File(tmp, p)
+                check_output(&p, inputs)?;
+                Output::File(fsio::AtomicFile::create(&p)?)
             }
-            None => Output::Stdout,
-        })
-    }
-    fn writer(&self) -> anyhow::Result<Box<dyn Write + '_>> {
-        Ok(match self {
-            Output::File(t, _) => Box::new(BufWriter::new(t.as_file())),
-            Output::Stdout => Box::new(BufWriter::new(std::io::stdout().lock())),
+            None => Output::Stdout(BufWriter::new(std::io::stdout().lock())),
         })
     }
     fn finish(self) -> anyhow::Result<()> {
-        if let Output::File(t, p) = self {
-            t.as_file().sync_all()?;
-            t.persist(&p).with_context(|| format!("{}", p.display()))?;
+        match self {
+            Output::File(f) => f.commit()?,
+            Output::Stdout(mut w) => w.flush()?,
         }
         Ok(())
     }
 }
 
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Output::File(f) => f.write(buf),
+            Output::Stdout(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Output::File(f) => f.flush(),
+            Output::Stdout(w) => w.flush(),
+        }
+    }
+}
+
 fn run_dedup(common: &Common, file: &Path, column: Option<&str>, threshold: Option<f64>, output: Option<PathBuf>) -> anyhow::Result<()> {
+    if let Some(out) = &output {
+        check_output(out, &[file])?;
+    }
     let embedder = load_embedder(common, Job::Rank)?;
     let idx = if file.extension().is_some_and(|e| e == "idx") {
         let idx = Index::load(file)?;
@@ -364,14 +370,21 @@ fn run_dedup(common: &Common, file: &Path, column: Option<&str>, threshold: Opti
         idx
     };
     let energy = embedder.package.config.energy;
-    let min_sim = threshold.unwrap_or_else(|| energy.similarity_from_distance(embedder.package.threshold));
-    let pairs = dedup::mine_pairs(&idx.vectors, idx.dim(), min_sim as f32);
+    // Pairs are mined by similarity: the package's search threshold when it judges by
+    // similarity, else its pair threshold as a similarity.
+    let package = &embedder.package;
+    let min_sim = threshold
+        .or_else(|| package.search_similarity_threshold())
+        .unwrap_or_else(|| energy.similarity_from_distance(package.threshold));
+    let pairs = dedup::mine_pairs(&idx.vectors, idx.dim(), min_sim as f32, dedup::MAX_PAIRS).map_err(|most| {
+        anyhow::anyhow!("more than {most} pairs have similarity >= {min_sim:.3}; raise --threshold")
+    })?;
     let cluster = dedup::clusters(idx.len(), &pairs);
     let mut rows: Vec<(usize, &dedup::DupPair)> = pairs.iter().filter_map(|p| cluster[p.i].map(|c| (c, p))).collect();
     rows.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.score.total_cmp(&a.1.score)));
-    let out = Output::open(output)?;
+    let mut out = Output::open(output, &[file])?;
     {
-        let mut w = csv::Writer::from_writer(out.writer()?);
+        let mut w = csv::Writer::from_writer(&mut out);
         w.write_record(["cluster", "row1", "row2", "sentence1", "sentence2", "similarity"])?;
         for (c, p) in &rows {
             w.write_record([
@@ -387,7 +400,7 @@ fn run_dedup(common: &Common, file: &Path, column: Option<&str>, threshold: Opti
     }
     out.finish()?;
     let n_clusters = cluster.iter().flatten().max().copied().unwrap_or(0);
-    eprintln!("{} duplicate pairs in {} clusters among {} sentences (similarity >= {:.3})", pairs.len(), n_clusters, idx.len(), min_sim);
+    warn!("{} duplicate pairs in {} clusters among {} sentences (similarity >= {:.3})", pairs.len(), n_clusters, idx.len(), min_sim);
     Ok(())
 }
 
@@ -395,11 +408,14 @@ fn run_score(
     common: &Common,
     file: &Path,
     output: Option<PathBuf>,
-    columns: Option<Vec<String>>,
+    columns: Option<(String, String)>,
     format: Option<String>,
     strict: bool,
     batch_rows: usize,
 ) -> anyhow::Result<()> {
+    if let Some(out) = &output {
+        check_output(out, &[file])?;
+    }
     let embedder = load_embedder(common, Job::Judge)?;
     let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     let layout = match format.as_deref().unwrap_or(if ext == "tsv" { "tsv" } else { "csv" }) {
@@ -409,29 +425,29 @@ fn run_score(
         other => bail!("unknown format {other:?} (expected csv, tsv or qqp)"),
     };
     let options = ScoreOptions {
-        columns: columns.map(|c| (c[0].clone(), c[1].clone())),
+        columns,
         strict,
         batch_rows: batch_rows.max(1),
         layout,
     };
     let input = std::fs::File::open(file).with_context(|| format!("{}", file.display()))?;
-    let out = Output::open(output)?;
+    let mut out = Output::open(output, &[file])?;
     let pb = bar(common.quiet, None, "scoring");
     let started = Instant::now();
     let name = file.display().to_string();
     let summary = retrieve::score::score_csv(
         std::io::BufReader::new(input),
-        out.writer()?,
+        &mut out,
         &embedder,
         &options,
-        |line, reason| pb.suspend(|| eprintln!("{name}:{line}: {reason}")),
+        |line, reason| pb.suspend(|| warn!("{}", escape_terminal(&format!("{name}:{line}: {reason}")))),
         |rows| pb.set_position(rows),
     )
     .with_context(|| name.clone())?;
     pb.finish_and_clear();
     out.finish()?;
     let secs = started.elapsed().as_secs_f64();
-    eprintln!(
+    warn!(
         "scored {} of {} rows ({} bad) in {:.1}s: {:.0} pairs/s",
         summary.scored,
         summary.rows,
@@ -441,7 +457,7 @@ fn run_score(
     );
     if let Some(m) = summary.metrics {
         let rule = if embedder.package.head.is_some() { "head probability >=" } else { "distance <=" };
-        eprintln!(
+        warn!(
             "labels found: accuracy {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}  AP {:.4}  (threshold: {rule} {:.4})",
             m.accuracy, m.precision, m.recall, m.f1, m.average_precision, m.threshold
         );

@@ -12,6 +12,9 @@ use encoder::Embedder;
 
 use crate::{Result, RetrieveError};
 
+/// Most rows scored in one batch; a larger `batch_rows` is cut to this.
+pub const MAX_BATCH_ROWS: usize = 1 << 20;
+
 /// Layout of the input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Layout {
@@ -102,8 +105,19 @@ struct Pending {
 }
 
 fn parse(record: &csv::ByteRecord, cols: Columns, width: usize) -> std::result::Result<(String, String), String> {
-    if record.len() != width {
+    if record.len() < width {
         return Err(format!("expected {width} fields, found {}", record.len()));
+    }
+    if record.len() > width {
+        // The extra fields leave the row (it keeps the header's columns), so the message keeps
+        // them: nothing of the input is lost.
+        let extra: Vec<String> = record.iter().skip(width).map(|f| String::from_utf8_lossy(f).into_owned()).collect();
+        let mut extra = serde_json::to_string(&extra).unwrap_or_default();
+        if extra.len() > 512 {
+            let cut = (0..=512).rev().find(|&i| extra.is_char_boundary(i)).unwrap_or(0);
+            extra = format!("{}…", &extra[..cut]);
+        }
+        return Err(format!("expected {width} fields, found {}; extra fields: {extra}", record.len()));
     }
     let get = |i: usize| -> std::result::Result<String, String> {
         let raw = record.get(i).unwrap_or_default();
@@ -174,7 +188,8 @@ pub fn score_csv<R: Read, W: Write>(
     let mut summary = ScoreSummary { rows: 0, scored: 0, bad: 0, metrics: None };
     let (mut scores, mut labels) = (Vec::new(), Vec::new());
     let mut labelled = cols.label.is_some();
-    let mut pending: Vec<Pending> = Vec::with_capacity(options.batch_rows);
+    let batch_rows = options.batch_rows.clamp(1, MAX_BATCH_ROWS);
+    let mut pending: Vec<Pending> = Vec::with_capacity(batch_rows);
 
     let mut flush = |pending: &mut Vec<Pending>, summary: &mut ScoreSummary| -> Result<()> {
         let texts: Vec<&str> = pending
@@ -187,7 +202,11 @@ pub fn score_csv<R: Read, W: Write>(
         let verdicts = embedder.head_probabilities(texts.len() / 2, |k| (&vecs[2 * k * d..(2 * k + 1) * d], &vecs[(2 * k + 1) * d..(2 * k + 2) * d]));
         let mut k = 0;
         for p in pending.drain(..) {
+            // Every output row has the header's columns, then ours: a short row is padded and a
+            // long one cut (its extra fields are quoted in `error`), so no value shifts into
+            // another column.
             let mut rec = p.record;
+            rec.truncate(width);
             while rec.len() < width {
                 rec.push_field(b"");
             }
@@ -257,12 +276,11 @@ pub fn score_csv<R: Read, W: Write>(
             _ => None,
         };
         pending.push(Pending { record, parsed, label });
-        if pending.len() >= options.batch_rows {
+        if pending.len() >= batch_rows {
             flush(&mut pending, &mut summary)?;
         }
     }
     flush(&mut pending, &mut summary)?;
-    drop(flush);
     writer.flush().map_err(|e| RetrieveError::Invalid(e.to_string()))?;
     if labelled && !labels.is_empty() {
         summary.metrics = Some(match &embedder.package.head {
@@ -303,6 +321,8 @@ mod tests {
         let cols = Columns { a: 0, b: 1, label: None };
         assert!(parse(&rec(&["a", "b"]), cols, 2).is_ok());
         assert!(parse(&rec(&["a"]), cols, 2).unwrap_err().contains("expected 2 fields"));
+        let long = parse(&rec(&["a", "b", "stray, \"x\""]), cols, 2).unwrap_err();
+        assert_eq!(long, r#"expected 2 fields, found 3; extra fields: ["stray, \"x\""]"#);
         assert!(parse(&rec(&["a", " "]), cols, 2).unwrap_err().contains("empty sentence"));
         let bad = csv::ByteRecord::from(vec![&b"\xff"[..], &b"b"[..]]);
         assert!(parse(&bad, cols, 2).unwrap_err().contains("UTF-8"));

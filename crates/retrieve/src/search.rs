@@ -78,6 +78,8 @@ fn finish(mut hits: Vec<Hit>, k: usize) -> Vec<Hit> {
 pub fn top_k(vectors: &[f32], dim: usize, query: &[f32], k: usize) -> Vec<Hit> {
     assert_eq!(query.len(), dim, "query of the wrong size");
     let n = vectors.len() / dim.max(1);
+    // No more hits than rows: a huge k from a flag allocates nothing more.
+    let k = k.min(n);
     if k == 0 || n == 0 {
         return Vec::new();
     }
@@ -105,6 +107,7 @@ const GEMM_QUERIES: usize = 1024;
 pub fn top_k_batch(vectors: &[f32], dim: usize, queries: &[f32], k: usize) -> Vec<Vec<Hit>> {
     let n = vectors.len() / dim.max(1);
     let m = queries.len() / dim.max(1);
+    let k = k.min(n);
     if m < 4 || k == 0 || n == 0 || dim == 0 {
         return queries.par_chunks(dim.max(1)).map(|q| finish(top_k_range(vectors, dim, q, k, 0, n), k)).collect();
     }
@@ -178,7 +181,7 @@ mod tests {
             .into_iter()
             .flatten()
             .collect();
-        for k in [1, 10, 20_000, 50_000] {
+        for k in [1, 10, 20_000, 50_000, usize::MAX] {
             let batch = top_k_batch(&vectors, dim, &queries, k);
             for (qi, q) in queries.chunks(dim).enumerate() {
                 let naive = top_k_naive(&vectors, dim, q, k);

@@ -16,7 +16,7 @@ fn dedup_finds_repeated_sentences_and_clusters_them() {
     let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
     // The corpus repeats "How do I learn to cook rice?" on rows 1 and 21.
     assert!(
-        rows.iter().any(|x| &x[1] == "1" && &x[2] == "21" && &x[3] == &x[4]),
+        rows.iter().any(|x| &x[1] == "1" && &x[2] == "21" && x[3] == x[4]),
         "{rows:?}"
     );
     assert!(stderr(&run).contains("duplicate pairs"), "{}", stderr(&run));

@@ -206,3 +206,31 @@ fn bad_queries_and_missing_models_are_clear_errors() {
     let out = retrieve(&["search", "x", "--index", s(&tmp.path().join("nope.idx")), "--model", s(&model)]);
     assert!(!out.status.success() && stderr(&out).contains("nope.idx"), "{}", stderr(&out));
 }
+
+#[test]
+fn search_flags_hits_with_the_package_search_threshold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_package(tmp.path(), 12, 16);
+    let device = Backend::Flex.device();
+    let pkg = ModelPackage::load(&model, &device).unwrap();
+    // The same weights, with a search threshold that flags every hit.
+    let lenient = tmp.path().join("lenient");
+    let metrics = serde_json::json!({"threshold": pkg.threshold, "search_threshold": -1.0});
+    ModelPackage::save(&lenient, &pkg.config, &pkg.tokenizer, &pkg.encoder, None, &metrics).unwrap();
+    let idx = tmp.path().join("s.idx");
+    ok(&retrieve(&["index", s(&fixtures().join("sentences.txt")), "--index", s(&idx), "--model", s(&model)]));
+    let flags = |model: &std::path::Path| -> (Vec<bool>, serde_json::Value) {
+        let out = ok(&retrieve(&["search", "how to cook rice well", "--index", s(&idx), "--model", s(model), "-k", "6", "--json"]));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let f = v["queries"][0]["results"].as_array().unwrap().iter().map(|r| r["duplicate"].as_bool().unwrap()).collect();
+        (f, v["duplicate_if_similarity_at_least"].clone())
+    };
+    // Without a search threshold, the pair threshold (distance 0.05) flags none of these
+    // non-identical hits; with it, every hit is flagged, and the JSON says which rule applied.
+    let (strict, rule) = flags(&model);
+    assert_eq!(strict, vec![false; 6]);
+    assert!((rule.as_f64().unwrap() - (1.0 - 0.05f64.powi(2) / 2.0)).abs() < 1e-12, "{rule}");
+    let (all, rule) = flags(&lenient);
+    assert_eq!(all, vec![true; 6]);
+    assert_eq!(rule, -1.0);
+}

@@ -27,6 +27,9 @@ pub enum TokenizeError {
     /// The options cannot build a usable vocabulary.
     #[error("invalid vocabulary options: {0}")]
     Options(String),
+    /// A file could not be written safely.
+    #[error(transparent)]
+    Fs(#[from] fsio::FsError),
 }
 
 /// Result alias of this crate.

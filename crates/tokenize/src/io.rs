@@ -1,4 +1,4 @@
-//! Reading and writing `tokenizer.json`, and the atomic-write helper the workspace shares.
+//! Reading and writing `tokenizer.json` (atomically, through `fsio`).
 
 use std::io::Write;
 use std::path::Path;
@@ -7,22 +7,6 @@ use tokenizers::Tokenizer;
 
 use crate::error::tk_err;
 use crate::{Result, TokenizeError, WordTokenizer, PAD, PAD_ID, UNK, UNK_ID};
-
-/// A builder for the temporary sibling that every atomic write in the workspace goes through
-/// (write it, then rename it over the target). It is created with ordinary permissions (0644 for
-/// a file, 0755 for a directory) rather than tempfile's private 0600/0700, so what lands after
-/// the rename is readable like any file the user writes.
-pub fn shareable_temp(prefix: &'static str, directory: bool) -> tempfile::Builder<'static, 'static> {
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(prefix);
-    #[cfg(unix)]
-    builder.permissions(<std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(
-        if directory { 0o755 } else { 0o644 },
-    ));
-    #[cfg(not(unix))]
-    let _ = directory;
-    builder
-}
 
 impl WordTokenizer {
     /// The tokenizer as `tokenizer.json` text.
@@ -45,11 +29,9 @@ impl WordTokenizer {
     pub fn save(&self, path: &Path) -> Result<()> {
         let json = self.to_json()?;
         let io = |source| TokenizeError::Io { path: path.to_path_buf(), source };
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let mut tmp = shareable_temp(".tokenizer-", false).tempfile_in(dir).map_err(io)?;
-        tmp.write_all(json.as_bytes()).map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(path).map_err(|e| io(e.error))?;
+        let mut file = fsio::AtomicFile::create(path)?;
+        file.write_all(json.as_bytes()).map_err(io)?;
+        file.commit()?;
         Ok(())
     }
 

@@ -29,7 +29,6 @@ mod vocab;
 pub use batch::Batch;
 pub use buckets::bucket_token;
 pub use error::{Result, TokenizeError};
-pub use io::shareable_temp;
 pub use vocab::VocabOptions;
 
 use std::collections::HashMap;

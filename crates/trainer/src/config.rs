@@ -345,7 +345,8 @@ impl TrainConfig {
             return Err(format!("train.select = {:?} does not fit the validation data, which is {kind}", t.select));
         }
         if let Some((lo, hi)) = self.data.score_range {
-            if !(hi > lo) {
+            // Written so that NaN bounds are refused too.
+            if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
                 return Err("data.score_range must be [low, high] with low < high".into());
             }
         }

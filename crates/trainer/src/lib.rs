@@ -19,6 +19,7 @@
 //! ```
 
 pub mod config;
+pub mod verdicts;
 mod fit;
 
 pub use fit::{

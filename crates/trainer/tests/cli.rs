@@ -134,3 +134,33 @@ fn eval_prints_binary_graded_retrieval_and_heldout_metrics() {
     assert_eq!(v["binary"]["n"], 1);
     assert!(v.get("retrieval").is_some(), "{out}");
 }
+
+#[test]
+fn output_that_is_not_a_package_is_refused_before_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config_for(tmp.path(), "pairs.csv");
+    let fx = fixtures();
+    // A folder of the user's (`--output ../shared` by mistake): refused, contents intact.
+    let folder = tmp.path().join("data");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("precious.tsv"), "1\ta\tb\n").unwrap();
+    // A file.
+    let file = tmp.path().join("model.txt");
+    std::fs::write(&file, "x").unwrap();
+    for (out, needle) in [(&folder, "not a model package"), (&file, "regular file")] {
+        // With no data at all, the refusal still comes first: it precedes loading and training.
+        let (ok, stderr) = train(&["--config", cfg.to_str().unwrap(), "--data-dir", "/no/such/dir", "--output", out.to_str().unwrap(), "--quiet"]);
+        assert!(!ok && stderr.contains(out.to_str().unwrap()) && stderr.contains(needle), "{stderr}");
+        assert!(!stderr.contains("/no/such/dir"), "refused before reading data: {stderr}");
+    }
+    assert_eq!(std::fs::read_to_string(folder.join("precious.tsv")).unwrap(), "1\ta\tb\n");
+    assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 1);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
+    // A package is retrained in place.
+    let pkg = tmp.path().join("pkg");
+    for _ in 0..2 {
+        let (ok, stderr) = train(&["--config", cfg.to_str().unwrap(), "--data-dir", fx.to_str().unwrap(), "--output", pkg.to_str().unwrap(), "--quiet"]);
+        assert!(ok, "{stderr}");
+    }
+    assert!(pkg.join("checksums.json").is_file());
+}

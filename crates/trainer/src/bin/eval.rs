@@ -65,7 +65,11 @@ fn parse_range(s: &str) -> Result<(f32, f32), String> {
     if hi > lo { Ok((lo, hi)) } else { Err("LOW must be below HIGH".into()) }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    fsio::exit(run())
+}
+
+fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let device = args.backend.try_device().map_err(anyhow::Error::msg)?;
     let package = ModelPackage::load(&args.model, &device)?;
@@ -95,35 +99,36 @@ fn main() -> anyhow::Result<()> {
     };
     let report = trainer::evaluate(&package, &pairs, &options, &device).context("evaluation failed")?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        fsio::say!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print_report(&report, &what);
+        print_report(&report, &what)?;
     }
     Ok(())
 }
 
-fn print_report(r: &EvalReport, what: &str) {
+fn print_report(r: &EvalReport, what: &str) -> std::io::Result<()> {
     let m = &r.binary;
-    println!("{} pairs: {what}", m.n);
+    fsio::say!("{} pairs: {what}", m.n)?;
     if let Some(g) = &r.graded {
-        println!("pearson   {:.4}", g.pearson);
-        println!("spearman  {:.4}", g.spearman);
-        println!("MSE       {:.4} (gold scale)", g.mse);
+        fsio::say!("pearson   {:.4}", g.pearson)?;
+        fsio::say!("spearman  {:.4}", g.spearman)?;
+        fsio::say!("MSE       {:.4} (gold scale)", g.mse)?;
     } else {
         match &r.energy_binary {
-            Some(e) => println!(
+            Some(e) => fsio::say!(
                 "threshold head probability >= {:.4} (the distance alone, at <= {:.4}: accuracy {:.4}, AP {:.4})",
                 m.threshold, e.threshold, e.accuracy, e.average_precision
-            ),
-            None => println!("threshold distance <= {:.4}", m.threshold),
+            )?,
+            None => fsio::say!("threshold distance <= {:.4}", m.threshold)?,
         }
-        println!("accuracy  {:.4}", m.accuracy);
-        println!("precision {:.4}", m.precision);
-        println!("recall    {:.4}", m.recall);
-        println!("F1        {:.4}", m.f1);
-        println!("AP        {:.4}", m.average_precision);
+        fsio::say!("accuracy  {:.4}", m.accuracy)?;
+        fsio::say!("precision {:.4}", m.precision)?;
+        fsio::say!("recall    {:.4}", m.recall)?;
+        fsio::say!("F1        {:.4}", m.f1)?;
+        fsio::say!("AP        {:.4}", m.average_precision)?;
     }
     if let Some(x) = &r.retrieval {
-        println!("retrieval ({} queries): R@1 {:.4}  R@10 {:.4}  MRR@10 {:.4}", x.queries, x.recall_at_1, x.recall_at_10, x.mrr_at_10);
+        fsio::say!("retrieval ({} queries): R@1 {:.4}  R@10 {:.4}  MRR@10 {:.4}", x.queries, x.recall_at_1, x.recall_at_10, x.mrr_at_10)?;
     }
+    Ok(())
 }

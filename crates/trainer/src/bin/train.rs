@@ -42,7 +42,11 @@ struct Args {
     quiet: bool,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    fsio::exit(run())
+}
+
+fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut cfg = TrainConfig::load(&args.config)?;
     if let Some(b) = args.backend {
@@ -56,20 +60,20 @@ fn main() -> anyhow::Result<()> {
     let run = TrainRun { progress: !args.quiet, output: args.output };
     let report = trainer::train(&cfg, &dirs, &run).context("training failed")?;
     let b = &report.best;
-    println!("best epoch {} of {}", report.best_epoch, report.epochs.len());
+    fsio::say!("best epoch {} of {}", report.best_epoch, report.epochs.len())?;
     if let Some(g) = &b.graded {
-        println!(
+        fsio::say!(
             "validation ({} pairs): pearson {:.4}  spearman {:.4}  MSE {:.4}",
             report.valid_pairs, g.pearson, g.spearman, g.mse
-        );
+        )?;
     } else {
         if let Some(h) = &b.head {
-            println!(
+            fsio::say!(
                 "validation ({} pairs), head: accuracy {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}  AP {:.4}",
                 report.valid_pairs, h.accuracy, h.precision, h.recall, h.f1, h.average_precision
-            );
+            )?;
         }
-        println!(
+        fsio::say!(
             "validation ({} pairs){}: accuracy {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}  AP {:.4}",
             report.valid_pairs,
             if b.head.is_some() { ", distance" } else { "" },
@@ -78,18 +82,18 @@ fn main() -> anyhow::Result<()> {
             b.recall,
             b.f1,
             b.average_precision
-        );
+        )?;
     }
     if let Some(r) = &b.retrieval {
-        println!(
+        fsio::say!(
             "validation retrieval ({} queries): R@1 {:.4}  R@10 {:.4}  MRR@10 {:.4}",
             r.queries, r.recall_at_1, r.recall_at_10, r.mrr_at_10
-        );
+        )?;
     }
     if let Some(t) = report.head_threshold {
-        println!("decision threshold: head probability >= {t:.4} (the head gives the verdict)");
+        fsio::say!("decision threshold: head probability >= {t:.4} (the head gives the verdict)")?;
     }
-    println!("decision threshold: distance <= {:.4} ({})", report.threshold, serde_json::to_string(&report.energy)?);
-    println!("model package written to {}", report.output.display());
+    fsio::say!("decision threshold: distance <= {:.4} ({})", report.threshold, serde_json::to_string(&report.energy)?)?;
+    fsio::say!("model package written to {}", report.output.display())?;
     Ok(())
 }

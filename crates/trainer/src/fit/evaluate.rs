@@ -62,11 +62,15 @@ pub fn evaluate(package: &ModelPackage, pairs: &[Pair], options: &EvalOptions<'_
     Ok(EvalReport { binary, energy_binary, graded, retrieval })
 }
 
+/// What [`heldout_pairs`] returns: the held-out pairs, every sentence of the training file, and
+/// the label range the pairs were scaled from.
+pub type Heldout = (Vec<Pair>, Vec<String>, (f32, f32));
+
 /// The validation pairs a package was trained against, rebuilt from the training config stored
 /// in it (same file, same split seed and size), so that `eval --heldout` measures exactly the
 /// pairs training never saw. Returns the held-out pairs, every sentence of the file, and the
 /// label range the pairs were scaled from.
-pub fn heldout_pairs(package: &ModelPackage, dirs: &DataDirs) -> Result<(Vec<Pair>, Vec<String>, (f32, f32))> {
+pub fn heldout_pairs(package: &ModelPackage, dirs: &DataDirs) -> Result<Heldout> {
     let cfg: TrainConfig = serde_json::from_value(package.config.training.clone()).map_err(|e| {
         TrainError::Training(format!("{}: the package does not record its training config: {e}", package.dir.display()))
     })?;

@@ -45,7 +45,7 @@ pub(crate) fn initialise(cfg: &TrainConfig, dirs: &DataDirs, train: &[Pair], dev
         None => fresh(cfg, dirs, train, device)?,
     };
     if let Some(c) = &start.coverage {
-        eprintln!("GloVe covers {} of {} vocabulary words ({:.1}%)", c.found, c.vocab, 100.0 * c.ratio());
+        fsio::warn!("GloVe covers {} of {} vocabulary words ({:.1}%)", c.found, c.vocab, 100.0 * c.ratio());
     }
     // A verdict loss trains a head: the fine-tuned package's own, or a fresh one.
     let (head_cfg, head) = if cfg.train.loss.iter().any(|l| l.kind == LossKind::Verdict) {
@@ -76,7 +76,7 @@ fn from_package(cfg: &TrainConfig, dir: &std::path::Path, device: &Device) -> Re
     let enc_cfg = pkg.config.encoder.with_dropout(cfg.model.dropout);
     let mut encoder = pkg.encoder;
     encoder.dropout = DropoutConfig::new(cfg.model.dropout).init();
-    eprintln!("starting from {} (vocabulary {}, {} hidden)", dir.display(), tokenizer.vocab_size(), enc_cfg.d_hidden);
+    fsio::warn!("starting from {} (vocabulary {}, {} hidden)", dir.display(), tokenizer.vocab_size(), enc_cfg.d_hidden);
     let head = pkg.config.head.zip(pkg.head.map(|(h, _)| h));
     Ok(Start { tokenizer, enc_cfg, encoder, coverage: None, head })
 }

@@ -13,6 +13,8 @@ mod score;
 mod step;
 mod validate;
 
+pub(crate) use score::is_duplicate;
+
 pub use evaluate::{evaluate, heldout_pairs, EvalOptions, EvalReport};
 pub use objective::Objective;
 pub use prepare::load_scaled;
@@ -46,11 +48,13 @@ pub struct TrainRun {
 /// Trains a model as `cfg` says and writes its package. Returns the validation report.
 pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<TrainReport> {
     cfg.check().map_err(TrainError::Training)?;
+    // A bad output (a file, or a folder that is not a package) fails now, not after training.
+    encoder::package::check_target(&run.output.clone().unwrap_or_else(|| cfg.output.clone()))?;
     let data = prepare::prepare(&cfg.data, dirs)?;
     let device = cfg.train.backend.try_device().map_err(TrainError::Training)?.autodiff();
     device.seed(cfg.train.seed);
     let Initial { tokenizer, enc_cfg, mut model, head_cfg, coverage } = init::initialise(cfg, dirs, &data.train, &device)?;
-    eprintln!(
+    fsio::warn!(
         "training on {} pairs, validating on {} ({} backend, vocabulary {})",
         data.train.len(),
         data.valid.len(),
@@ -101,7 +105,7 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
         if improved {
             selection.keep(Best { score, epoch, encoder, head });
         } else if selection.patience_spent(epoch, cfg.train.patience) {
-            eprintln!("no improvement for {} epochs: stopping", cfg.train.patience.max(1));
+            fsio::warn!("no improvement for {} epochs: stopping", cfg.train.patience.max(1));
             break;
         }
     }

@@ -27,7 +27,7 @@ pub(crate) struct Prepared {
 fn report_skipped(path: &Path, skipped: &[data::BadRow]) {
     const SHOWN: usize = 3;
     for bad in skipped.iter().take(SHOWN) {
-        eprintln!("warning: {}:{}: skipped: {}", path.display(), bad.line, bad.reason);
+        fsio::warn!("warning: {}:{}: skipped: {}", path.display(), bad.line, bad.reason);
     }
     if skipped.len() > SHOWN {
         let mut counts: Vec<(&str, usize)> = Vec::new();
@@ -38,7 +38,7 @@ fn report_skipped(path: &Path, skipped: &[data::BadRow]) {
             }
         }
         for (reason, n) in counts {
-            eprintln!("warning: {}: {n} more rows skipped: {reason}", path.display());
+            fsio::warn!("warning: {}: {n} more rows skipped: {reason}", path.display());
         }
     }
 }
@@ -126,7 +126,7 @@ fn add_extra(d: &DataConfig, dirs: &DataDirs, valid: &[Pair], train: &mut Vec<Pa
         let more = load_scaled(&path, src.format, src.subset.as_deref(), d.range_of(src.format), d.skip_bad_rows)?;
         let before = more.len();
         let kept: Vec<Pair> = more.into_iter().filter(|p| !banned.contains(&key(p))).collect();
-        eprintln!(
+        fsio::warn!(
             "{}: {} more training pairs{}",
             path.display(),
             kept.len(),

@@ -161,7 +161,7 @@ impl EpochMetrics {
             ),
             (None, None) => format!("acc {:.4}  F1 {:.4}  AP {:.4}  thr {:.3}", self.accuracy, self.f1, self.average_precision, self.threshold),
         };
-        eprintln!(
+        fsio::warn!(
             "epoch {:>2}: train loss {:.4}  valid loss {:.4}  {head_line}{quality}  {:.0} pairs/s  pad {:.0}%{}",
             self.epoch,
             self.train_loss,

@@ -1,0 +1,158 @@
+//! Search answers as typed values, judged once and rendered to text (for people) or JSON (for
+//! programs) from the same values.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use encoder::Embedder;
+use serde::Serialize;
+
+use crate::{search, Index, Result};
+
+/// One stored sentence found for a query.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchHit {
+    /// 1-based rank.
+    pub rank: usize,
+    /// The stored sentence.
+    pub sentence: String,
+    /// The energy's similarity to the query (cosine for unit vectors).
+    pub similarity: f64,
+    /// The package's verdict on a search hit ([`encoder::ModelPackage::is_search_duplicate`]).
+    pub duplicate: bool,
+    /// The verdict head's probability, for packages with a head.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_probability: Option<f32>,
+}
+
+/// The hits of one query, best first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueryHits {
+    /// The query as given.
+    pub query: String,
+    /// Its hits.
+    pub results: Vec<SearchHit>,
+}
+
+/// What a search answers, with the rule its verdicts used.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchReport {
+    /// The model package that judged.
+    pub model: PathBuf,
+    /// Hits at or above this similarity are duplicates (packages without a head; `null` with one).
+    pub duplicate_if_similarity_at_least: Option<f64>,
+    /// Hits whose head probability is at least this are duplicates (packages with a head).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_if_probability_at_least: Option<f64>,
+    /// One entry per query, in order.
+    pub queries: Vec<QueryHits>,
+}
+
+impl SearchReport {
+    /// Searches `index` for the `k` nearest stored sentences of each query and judges each hit.
+    /// Ranking is by the energy; a package with a verdict head judges hits with it.
+    pub fn build(embedder: &Embedder, index: &Index, queries: &[String], k: usize) -> Result<Self> {
+        let package = &embedder.package;
+        let energy = package.config.energy;
+        let texts: Vec<&str> = queries.iter().map(String::as_str).collect();
+        let qv = embedder.embed(&texts)?;
+        let d = embedder.dim();
+        let mut out = Vec::with_capacity(queries.len());
+        for (qi, query) in queries.iter().enumerate() {
+            let qvec = &qv[qi * d..(qi + 1) * d];
+            let hits = search::top_k(&index.vectors, d, qvec, k);
+            let probabilities = embedder.head_probabilities(hits.len(), |i| (qvec, index.vector(hits[i].index)));
+            let results = hits
+                .iter()
+                .enumerate()
+                .map(|(rank, h)| {
+                    let distance = f64::from(energy.distance_host(qvec, index.vector(h.index)));
+                    let p = probabilities.as_ref().map(|(p, _)| p[rank]);
+                    SearchHit {
+                        rank: rank + 1,
+                        sentence: index.sentences[h.index].clone(),
+                        similarity: energy.similarity_from_distance(distance),
+                        duplicate: package.is_search_duplicate(distance, p),
+                        duplicate_probability: p,
+                    }
+                })
+                .collect();
+            out.push(QueryHits { query: query.clone(), results });
+        }
+        Ok(Self {
+            model: package.dir.clone(),
+            duplicate_if_similarity_at_least: package.search_similarity_threshold(),
+            duplicate_if_probability_at_least: package.search_probability_threshold(),
+            queries: out,
+        })
+    }
+
+    /// The human form: each query, then one line per hit. Queries and sentences are shown with
+    /// control characters escaped, so a stored sentence can neither break its line nor drive
+    /// the terminal.
+    pub fn write_text(&self, w: &mut impl Write) -> std::io::Result<()> {
+        for q in &self.queries {
+            writeln!(w, "{}", fsio::escape_terminal(&q.query))?;
+            for h in &q.results {
+                writeln!(
+                    w,
+                    "{:>3}. {:.3}  {:<13}  {}",
+                    h.rank,
+                    h.similarity,
+                    if h.duplicate { "duplicate" } else { "not duplicate" },
+                    fsio::escape_terminal(&h.sentence)
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The machine form: pretty JSON and a newline.
+    pub fn write_json(&self, w: &mut impl Write) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut *w, self)?;
+        writeln!(w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> SearchReport {
+        SearchReport {
+            model: PathBuf::from("m"),
+            duplicate_if_similarity_at_least: Some(0.8),
+            duplicate_if_probability_at_least: None,
+            queries: vec![QueryHits {
+                query: "q\u{1b}[2J".into(),
+                results: vec![
+                    SearchHit { rank: 1, sentence: "a\n  2. 0.999  duplicate      forged".into(), similarity: 0.91234, duplicate: true, duplicate_probability: None },
+                    SearchHit { rank: 10, sentence: "b".into(), similarity: 0.5, duplicate: false, duplicate_probability: None },
+                ],
+            }],
+        }
+    }
+
+    #[test]
+    fn text_is_one_line_per_hit_with_controls_escaped() {
+        let mut out = Vec::new();
+        report().write_text(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "q\\u{1b}[2J\n  1. 0.912  duplicate      a\\n  2. 0.999  duplicate      forged\n 10. 0.500  not duplicate  b\n"
+        );
+    }
+
+    #[test]
+    fn json_keeps_the_fields_and_the_raw_text() {
+        let mut out = Vec::new();
+        report().write_json(&mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["queries"][0]["results"][0]["sentence"], "a\n  2. 0.999  duplicate      forged");
+        assert_eq!(v["queries"][0]["results"][1]["rank"], 10);
+        assert_eq!(v["duplicate_if_similarity_at_least"], 0.8);
+        assert!(v.get("duplicate_if_probability_at_least").is_none());
+        assert!(v["queries"][0]["results"][0].get("duplicate_probability").is_none());
+    }
+}
