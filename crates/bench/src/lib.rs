@@ -18,15 +18,17 @@
 use std::path::Path;
 use std::time::Instant;
 
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::AdamConfig;
 use burn::prelude::*;
 use data::{load_pairs, LoadOptions, Pair, PairFormat};
 use encoder::embed::embed_texts;
-use encoder::{contrastive_loss, Backend, BatchTensors, Energy, EncoderConfig, Glove, SentenceEncoder, TwinEncoder};
+use encoder::{Backend, Energy, EncoderConfig, Glove, SentenceEncoder, TwinEncoder};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use tokenize::{Batch, VocabOptions, WordTokenizer};
+use tokenize::{VocabOptions, WordTokenizer};
+use trainer::config::{LossKind, LossSpec};
+use trainer::{EncodedPairs, Objective, Trainable};
 
 /// Errors of the harness.
 #[derive(Debug, thiserror::Error)]
@@ -114,41 +116,33 @@ fn device_of(backend: Backend) -> Result<Device> {
 
 /// Training throughput: length-bucketed batches of `batch` pairs (padded to the longest sentence
 /// of the batch, cut at 48 tokens), contrastive loss on the Euclidean energy, Adam. Runs for
-/// about `seconds` after three warm-up steps.
+/// about `seconds` after three warm-up steps. Each step is the trainer's own
+/// ([`trainer::train_step`]).
 pub fn train_pairs_per_sec(q: &QuoraData, backend: Backend, batch: usize, d_hidden: usize, seconds: f64) -> Result<Measurement> {
     let device = device_of(backend)?.autodiff();
     device.seed(42);
-    let mut model = TwinEncoder { encoder: q.encoder(d_hidden, &device) };
+    let mut model = Trainable { twin: TwinEncoder { encoder: q.encoder(d_hidden, &device) }, head: None };
     let mut optim = AdamConfig::new().init();
-    let a = q.tokenizer.encode_batch_rows(&q.pairs.iter().map(|p| p.a.as_str()).collect::<Vec<_>>())?;
-    let b = q.tokenizer.encode_batch_rows(&q.pairs.iter().map(|p| p.b.as_str()).collect::<Vec<_>>())?;
+    let objective = Objective { losses: vec![LossSpec::new(LossKind::Contrastive)], energy: Energy::Euclidean, margin: 1.0 };
+    let encoded = EncodedPairs::new(&q.tokenizer, &q.pairs)?;
     // Length-bucketed batches exactly as the trainer makes them (windows of 50 batches), so a
     // batch carries little padding (PyTorch's packed sequences skip padding altogether).
-    let lengths: Vec<usize> = a.iter().zip(&b).map(|(a, b)| a.len().max(b.len())).collect();
-    let plan = trainer::bucketed_batches(&lengths, batch, 50, &mut StdRng::seed_from_u64(42));
-    let mut step = |idx: &[usize]| {
-        let rows: Vec<&[u32]> = idx.iter().map(|&i| a[i].as_slice()).chain(idx.iter().map(|&i| b[i].as_slice())).collect();
-        let labels: Vec<f32> = idx.iter().map(|&i| q.pairs[i].label).collect();
-        let labels = Tensor::<1>::from_data(TensorData::new(labels, [idx.len()]), &device);
-        let (va, vb) = model.forward(BatchTensors::new(&Batch::from_rows(&rows), &device));
-        let loss = contrastive_loss(Energy::Euclidean.distance(va, vb), labels, 1.0);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(1e-3, model.clone(), grads);
-    };
+    let plan = trainer::bucketed_batches(&encoded.lengths(), batch, 50, &mut StdRng::seed_from_u64(42));
+    let mut step = |model: Trainable, idx: &[usize]| trainer::train_step(model, &mut optim, 1e-3, &objective, &encoded, idx, &device).0;
     let mut batches = plan.iter().map(Vec::as_slice).cycle();
     for _ in 0..3 {
-        step(batches.next().unwrap_or(&[]));
+        model = step(model, batches.next().unwrap_or(&[]));
     }
     let started = Instant::now();
     let (mut pairs, mut steps) = (0usize, 0usize);
     while steps < 5 || started.elapsed().as_secs_f64() < seconds {
         let idx = batches.next().unwrap_or(&[]);
-        step(idx);
+        model = step(model, idx);
         pairs += idx.len();
         steps += 1;
     }
     // wgpu queues work and returns at once: reading the updated weights waits for all of it.
-    let _ = model.encoder.forward_lstm.bias.val().into_data();
+    let _ = model.twin.encoder.forward_lstm.bias.val().into_data();
     let secs = started.elapsed().as_secs_f64();
     Ok(Measurement {
         name: "train".into(),

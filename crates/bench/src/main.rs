@@ -18,10 +18,10 @@ use encoder::Backend;
 #[command(version, about, long_about)]
 struct Args {
     /// Directory holding qqp/bimpm_partition/dev.tsv.
-    #[arg(long, env = "TWIN_DATA_DIR", default_value = "../shared/datasets")]
+    #[arg(long, env = "TWIN_DATA_DIR", default_value = data::DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
     /// Directory holding glove.6B.50d.100k.txt.
-    #[arg(long, env = "TWIN_EMBEDDINGS_DIR", default_value = "../shared/embeddings")]
+    #[arg(long, env = "TWIN_EMBEDDINGS_DIR", default_value = data::DEFAULT_EMBEDDINGS_DIR)]
     embeddings_dir: PathBuf,
     /// Backends for training and encoding, comma separated (wgpu only where a GPU is present).
     #[arg(long, value_delimiter = ',', default_value = "ndarray,flex")]

@@ -24,6 +24,13 @@ pub use load::{load_pairs, split_train_valid, BadRow, Loaded, LoadOptions, Pair,
 
 use std::path::PathBuf;
 
+/// Where the datasets are looked for when neither `--data-dir` nor `TWIN_DATA_DIR` names a
+/// directory: the layout `scripts/fetch-data.sh` writes by default.
+pub const DEFAULT_DATA_DIR: &str = "../shared/datasets";
+/// Where word vectors are looked for when neither `--embeddings-dir` nor `TWIN_EMBEDDINGS_DIR`
+/// names a directory.
+pub const DEFAULT_EMBEDDINGS_DIR: &str = "../shared/embeddings";
+
 /// Errors of this crate. Each names the file, and the line where one is known.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use data::PairFormat;
-use encoder::{Backend, Energy, Pooling};
+use encoder::{Backend, EncoderConfig, Energy, Pooling, VerdictHeadConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::{Result, TrainError};
@@ -160,22 +160,26 @@ pub struct ModelConfig {
 }
 
 impl Default for ModelConfig {
+    /// The encoder's and the head's own defaults ([`EncoderConfig`], [`VerdictHeadConfig`]),
+    /// so that the shape defaults are written once.
     fn default() -> Self {
+        let encoder = EncoderConfig::new(0);
+        let head = VerdictHeadConfig::new(0);
         Self {
-            d_embed: 50,
-            d_hidden: 128,
-            bidirectional: false,
-            pooling: Pooling::Last,
-            dropout: 0.0,
+            d_embed: encoder.d_embed,
+            d_hidden: encoder.d_hidden,
+            bidirectional: encoder.bidirectional,
+            pooling: encoder.pooling,
+            dropout: encoder.dropout,
             glove: None,
             glove_limit: None,
             freeze_embeddings: false,
-            energy: Energy::Euclidean,
-            normalize: true,
+            energy: Energy::default(),
+            normalize: encoder.normalize,
             init: None,
-            seed: 42,
-            head_hidden: 128,
-            head_input_scale: 1.0,
+            seed: encoder.seed,
+            head_hidden: head.d_hidden,
+            head_input_scale: head.input_scale,
         }
     }
 }
@@ -356,15 +360,16 @@ impl TrainConfig {
 /// Where relative paths in a config are resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DataDirs {
-    /// Datasets directory (`--data-dir`, `TWIN_DATA_DIR`, default `../shared/datasets`).
+    /// Datasets directory (`--data-dir`, `TWIN_DATA_DIR`, default [`data::DEFAULT_DATA_DIR`]).
     pub data: PathBuf,
-    /// Word-vector directory (`--embeddings-dir`, `TWIN_EMBEDDINGS_DIR`, default `../shared/embeddings`).
+    /// Word-vector directory (`--embeddings-dir`, `TWIN_EMBEDDINGS_DIR`, default
+    /// [`data::DEFAULT_EMBEDDINGS_DIR`]).
     pub embeddings: PathBuf,
 }
 
 impl Default for DataDirs {
     fn default() -> Self {
-        Self { data: PathBuf::from("../shared/datasets"), embeddings: PathBuf::from("../shared/embeddings") }
+        Self { data: PathBuf::from(data::DEFAULT_DATA_DIR), embeddings: PathBuf::from(data::DEFAULT_EMBEDDINGS_DIR) }
     }
 }
 
@@ -409,6 +414,30 @@ mod tests {
         // A CSV becomes graded once it has a score range.
         let csv: TrainConfig = toml::from_str("[data]\nformat = \"csv\"\ntrain = \"p.csv\"\nscore_range = [0.0, 5.0]\n[train]\nselect = \"spearman\"\n").unwrap();
         assert!(csv.check().is_ok());
+    }
+
+    #[test]
+    fn model_defaults_are_the_encoders_and_heads() {
+        let m = ModelConfig::default();
+        assert_eq!((m.d_embed, m.d_hidden, m.bidirectional, m.pooling, m.dropout, m.normalize, m.seed), (50, 128, false, Pooling::Last, 0.0, true, 42));
+        assert_eq!((m.head_hidden, m.head_input_scale, m.energy), (128, 1.0, Energy::Euclidean));
+        assert_eq!((m.glove, m.glove_limit, m.freeze_embeddings, m.init), (None, None, false, None));
+        // A fresh encoder built from the defaults has exactly the encoder's default shape.
+        let from_cfg = EncoderConfig::new(7)
+            .with_d_embed(m.d_embed)
+            .with_d_hidden(m.d_hidden)
+            .with_bidirectional(m.bidirectional)
+            .with_pooling(m.pooling)
+            .with_dropout(m.dropout)
+            .with_normalize(m.normalize)
+            .with_seed(m.seed);
+        assert_eq!(from_cfg, EncoderConfig::new(7));
+    }
+
+    #[test]
+    fn data_dirs_default_to_the_shared_layout() {
+        let d = DataDirs::default();
+        assert_eq!((d.data.as_path(), d.embeddings.as_path()), (Path::new("../shared/datasets"), Path::new("../shared/embeddings")));
     }
 
     #[test]

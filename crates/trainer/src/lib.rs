@@ -7,7 +7,8 @@
 //! retrieval for 0/1 data, correlations for graded data), stops early when validation stops
 //! improving, and writes the best epoch as a model package with its decision threshold. A config
 //! may start from another package (`model.init`): pre-train on graded pairs, then fine-tune.
-//! [`evaluate`] scores a package on a labelled pair file at its stored threshold.
+//! [`evaluate`] scores a package on a labelled pair file at its stored threshold. [`train_step`]
+//! is one training step (forward, objective, backward, update); `bench` times that same step.
 //!
 //! ```no_run
 //! use trainer::{config::{DataDirs, TrainConfig}, train, TrainRun};
@@ -23,8 +24,8 @@ pub mod verdicts;
 mod fit;
 
 pub use fit::{
-    bucketed_batches, evaluate, graded_on, heldout_pairs, load_scaled, pair_distances, pair_scores, retrieval_on, train, EpochMetrics, EvalOptions, EvalReport,
-    TrainReport, TrainRun,
+    bucketed_batches, evaluate, graded_on, heldout_pairs, load_scaled, pair_distances, pair_scores, retrieval_on, train, train_step, EncodedPairs,
+    EpochMetrics, EvalOptions, EvalReport, Objective, StepOutcome, TrainReport, TrainRun, Trainable,
 };
 
 use std::path::PathBuf;

@@ -9,7 +9,6 @@
 use data::metrics::RetrievalSplit;
 use data::verdicts::{pick_threshold, rank_split, verdict_curve, verdict_metrics, CurvePoint, Ranked, VerdictMetrics};
 use data::Pair;
-use encoder::loss::POSITIVE_FROM;
 use encoder::Embedder;
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +34,7 @@ pub struct SearchVerdicts {
 
 /// The retrieval task of `pairs`, with `extra_corpus` added as distractors.
 pub fn split_of(pairs: &[Pair], extra_corpus: Option<&[&str]>) -> RetrievalSplit {
-    let mut split = RetrievalSplit::from_pairs(pairs.iter().map(|p| (p.a.as_str(), p.b.as_str(), p.label >= POSITIVE_FROM)));
+    let mut split = RetrievalSplit::from_pairs(pairs.iter().map(|p| (p.a.as_str(), p.b.as_str(), crate::fit::is_duplicate(p))));
     if let Some(extra) = extra_corpus {
         split.add_to_corpus(extra.iter().copied());
     }

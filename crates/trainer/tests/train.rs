@@ -121,7 +121,7 @@ fn a_verdict_loss_trains_ships_and_judges_with_a_head() {
     let run = TrainRun { progress: false, output: Some(out.path().join("m")) };
     let report = trainer::train(&cfg, &dirs(), &run).unwrap();
     assert!(report.epochs.iter().all(|e| e.head.is_some()), "every epoch measures the head");
-    let best_head = report.best.head.clone().unwrap();
+    let best_head = report.best.head.unwrap();
     // The kept epoch is the one whose head ranked the validation pairs best.
     let top = report.epochs.iter().map(|e| e.head.as_ref().unwrap().average_precision).fold(f64::MIN, f64::max);
     assert_eq!(best_head.average_precision, top);

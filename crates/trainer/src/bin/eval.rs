@@ -51,7 +51,7 @@ struct Args {
     #[arg(long, conflicts_with = "split")]
     heldout: bool,
     /// Directory holding the datasets.
-    #[arg(long, env = "TWIN_DATA_DIR", default_value = "../shared/datasets")]
+    #[arg(long, env = "TWIN_DATA_DIR", default_value = data::DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
     /// Compute backend: ndarray, flex or wgpu.
     #[arg(long, default_value = "ndarray")]

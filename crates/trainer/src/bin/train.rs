@@ -23,10 +23,10 @@ struct Args {
     #[arg(long, short)]
     config: PathBuf,
     /// Directory holding the datasets the config names.
-    #[arg(long, env = "TWIN_DATA_DIR", default_value = "../shared/datasets")]
+    #[arg(long, env = "TWIN_DATA_DIR", default_value = data::DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
     /// Directory holding the word vectors the config names.
-    #[arg(long, env = "TWIN_EMBEDDINGS_DIR", default_value = "../shared/embeddings")]
+    #[arg(long, env = "TWIN_EMBEDDINGS_DIR", default_value = data::DEFAULT_EMBEDDINGS_DIR)]
     embeddings_dir: PathBuf,
     /// Compute backend, overriding the config: ndarray, flex or wgpu.
     #[arg(long)]

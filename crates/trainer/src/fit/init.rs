@@ -1,0 +1,119 @@
+//! Initialisation: the vocabulary and the model a run starts from (fresh, optionally with GloVe
+//! vectors, or the package `model.init` names), and the optimiser.
+
+use burn::grad_clipping::GradientClippingConfig;
+use burn::module::Module;
+use burn::nn::DropoutConfig;
+use burn::optim::{AdamConfig, ModuleOptimizer};
+use burn::prelude::*;
+use data::Pair;
+use encoder::{Coverage, EncoderConfig, Glove, ModelPackage, SentenceEncoder, TwinEncoder, VerdictHead, VerdictHeadConfig};
+use tokenize::WordTokenizer;
+
+use crate::config::{DataDirs, LossKind, TrainConfig};
+use crate::fit::step::Trainable;
+use crate::Result;
+
+/// What training starts from.
+pub(crate) struct Initial {
+    /// The vocabulary.
+    pub tokenizer: WordTokenizer,
+    /// The encoder's shape, as the package will store it.
+    pub enc_cfg: EncoderConfig,
+    /// The twin encoder and, with a verdict loss, its head.
+    pub model: Trainable,
+    /// The head's shape, when there is a head.
+    pub head_cfg: Option<VerdictHeadConfig>,
+    /// GloVe coverage of the vocabulary, when GloVe was used.
+    pub coverage: Option<Coverage>,
+}
+
+/// The encoder (and the head a fine-tuned package brings) before training.
+struct Start {
+    tokenizer: WordTokenizer,
+    enc_cfg: EncoderConfig,
+    encoder: SentenceEncoder,
+    coverage: Option<Coverage>,
+    head: Option<(VerdictHeadConfig, VerdictHead)>,
+}
+
+/// Builds the model `cfg` describes on `device`, printing where it starts from. The vocabulary
+/// comes from `train` (seeded with the GloVe words) unless `model.init` brings one.
+pub(crate) fn initialise(cfg: &TrainConfig, dirs: &DataDirs, train: &[Pair], device: &Device) -> Result<Initial> {
+    let start = match &cfg.model.init {
+        Some(dir) => from_package(cfg, dir, device)?,
+        None => fresh(cfg, dirs, train, device)?,
+    };
+    if let Some(c) = &start.coverage {
+        fsio::warn!("GloVe covers {} of {} vocabulary words ({:.1}%)", c.found, c.vocab, 100.0 * c.ratio());
+    }
+    // A verdict loss trains a head: the fine-tuned package's own, or a fresh one.
+    let (head_cfg, head) = if cfg.train.loss.iter().any(|l| l.kind == LossKind::Verdict) {
+        let (c, h) = start.head.unwrap_or_else(|| {
+            let c = VerdictHeadConfig::new(start.enc_cfg.d_output())
+                .with_d_hidden(cfg.model.head_hidden)
+                .with_input_scale(cfg.model.head_input_scale)
+                .with_seed(cfg.model.seed.wrapping_add(3));
+            let h = c.init(device);
+            (c, h)
+        });
+        (Some(c), Some(h))
+    } else {
+        (None, None)
+    };
+    let mut model = Trainable { twin: TwinEncoder { encoder: start.encoder }, head };
+    if cfg.model.freeze_embeddings {
+        model.twin.encoder.embedding = model.twin.encoder.embedding.no_grad();
+    }
+    Ok(Initial { tokenizer: start.tokenizer, enc_cfg: start.enc_cfg, model, head_cfg, coverage: start.coverage })
+}
+
+/// Fine-tuning: vocabulary, shape and weights come from the package in `dir`.
+fn from_package(cfg: &TrainConfig, dir: &std::path::Path, device: &Device) -> Result<Start> {
+    let pkg = ModelPackage::load(dir, device)?;
+    let mut tokenizer = pkg.tokenizer;
+    tokenizer.set_max_len(cfg.tokenizer.max_len)?;
+    let enc_cfg = pkg.config.encoder.with_dropout(cfg.model.dropout);
+    let mut encoder = pkg.encoder;
+    encoder.dropout = DropoutConfig::new(cfg.model.dropout).init();
+    fsio::warn!("starting from {} (vocabulary {}, {} hidden)", dir.display(), tokenizer.vocab_size(), enc_cfg.d_hidden);
+    let head = pkg.config.head.zip(pkg.head.map(|(h, _)| h));
+    Ok(Start { tokenizer, enc_cfg, encoder, coverage: None, head })
+}
+
+/// A fresh encoder over a vocabulary built from `train`; with GloVe, the vocabulary is seeded
+/// with its words and the embedding table starts from its vectors.
+fn fresh(cfg: &TrainConfig, dirs: &DataDirs, train: &[Pair], device: &Device) -> Result<Start> {
+    let glove = match &cfg.model.glove {
+        Some(g) => Some(Glove::load(&DataDirs::resolve(&dirs.embeddings, g), cfg.model.glove_limit)?),
+        None => None,
+    };
+    let seeds: &[String] = glove.as_ref().map(|g| g.words.as_slice()).unwrap_or(&[]);
+    let tokenizer = WordTokenizer::build(train.iter().flat_map(|p| [p.a.as_str(), p.b.as_str()]), &cfg.tokenizer, seeds)?;
+    let d_embed = glove.as_ref().map(|g| g.dim).unwrap_or(cfg.model.d_embed);
+    let enc_cfg = EncoderConfig::new(tokenizer.vocab_size())
+        .with_d_embed(d_embed)
+        .with_d_hidden(cfg.model.d_hidden)
+        .with_bidirectional(cfg.model.bidirectional)
+        .with_pooling(cfg.model.pooling)
+        .with_dropout(cfg.model.dropout)
+        .with_normalize(cfg.model.normalize)
+        .with_seed(cfg.model.seed);
+    let (encoder, coverage) = match &glove {
+        Some(g) => {
+            let (table, cov) = g.embedding_table(&tokenizer, cfg.model.seed);
+            (enc_cfg.init_with_embeddings(table, device), Some(cov))
+        }
+        None => (enc_cfg.init(device), None),
+    };
+    Ok(Start { tokenizer, enc_cfg, encoder, coverage, head: None })
+}
+
+/// Adam, with the gradient norm clipped at `train.grad_clip` when that is positive.
+pub(crate) fn optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
+    let mut adam = AdamConfig::new();
+    if cfg.train.grad_clip > 0.0 {
+        adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(cfg.train.grad_clip)));
+    }
+    adam.init()
+}

@@ -1,0 +1,138 @@
+//! Preparation: the training and validation pairs a config names, loaded, scaled, split and
+//! merged with its extra sources.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use data::{load_pairs, split_train_valid, LoadOptions, Pair, PairFormat};
+
+use crate::config::{DataConfig, DataDirs};
+use crate::{Result, TrainError};
+
+/// The pairs a run trains and validates on.
+pub(crate) struct Prepared {
+    /// Training pairs: the split (or the whole training file), the extra sources, and with
+    /// `symmetric` every pair the other way round.
+    pub train: Vec<Pair>,
+    /// Validation pairs.
+    pub valid: Vec<Pair>,
+    /// Whether validation is on graded scores rather than 0/1 labels.
+    pub graded: bool,
+    /// The validation labels' original range.
+    pub range: (f32, f32),
+}
+
+/// Warns about skipped rows: the first few with their line, then one count per reason, so that a
+/// file with thousands of unscored rows (SemEval 2015/2016 distractors) does not flood the terminal.
+fn report_skipped(path: &Path, skipped: &[data::BadRow]) {
+    const SHOWN: usize = 3;
+    for bad in skipped.iter().take(SHOWN) {
+        fsio::warn!("warning: {}:{}: skipped: {}", path.display(), bad.line, bad.reason);
+    }
+    if skipped.len() > SHOWN {
+        let mut counts: Vec<(&str, usize)> = Vec::new();
+        for bad in &skipped[SHOWN..] {
+            match counts.iter_mut().find(|(r, _)| *r == bad.reason) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((&bad.reason, 1)),
+            }
+        }
+        for (reason, n) in counts {
+            fsio::warn!("warning: {}: {n} more rows skipped: {reason}", path.display());
+        }
+    }
+}
+
+/// Loads one file of pairs and scales its labels to `[0, 1]` by the format's score range.
+/// Binary files must hold 0/1 labels; graded labels outside their range are errors.
+pub fn load_scaled(path: &Path, format: PairFormat, subset: Option<&str>, range: (f32, f32), skip_bad: bool) -> Result<Vec<Pair>> {
+    let opts = LoadOptions { skip_bad, subset: subset.map(str::to_string) };
+    let loaded = load_pairs(path, format, opts)?;
+    report_skipped(path, &loaded.skipped);
+    let mut pairs = loaded.pairs;
+    if range == (0.0, 1.0) {
+        data::load::check_binary(path, &pairs)?;
+        return Ok(pairs);
+    }
+    let (lo, hi) = range;
+    for p in &mut pairs {
+        if !(lo..=hi).contains(&p.label) {
+            return Err(TrainError::Data(data::DataError::Row {
+                path: path.to_path_buf(),
+                line: p.line,
+                reason: format!("score {} outside the range [{lo}, {hi}]", p.label),
+            }));
+        }
+        p.label = (p.label - lo) / (hi - lo);
+    }
+    Ok(pairs)
+}
+
+/// The whole training file of `d`, scaled, and where it lies.
+pub(crate) fn load_train_file(d: &DataConfig, dirs: &DataDirs) -> Result<(std::path::PathBuf, Vec<Pair>)> {
+    let path = DataDirs::resolve(&dirs.data, &d.train);
+    let all = load_scaled(&path, d.format, d.subset.as_deref(), d.range_of(d.format), d.skip_bad_rows)?;
+    Ok((path, all))
+}
+
+/// Loads the pairs `d` names: training and validation pairs (a separate file, or a seeded split
+/// of the training file), at most `train_size` training pairs, the extra sources, and the
+/// swapped pairs when `symmetric`.
+pub(crate) fn prepare(d: &DataConfig, dirs: &DataDirs) -> Result<Prepared> {
+    let (train_path, all) = load_train_file(d, dirs)?;
+    let (mut train, valid) = match &d.valid {
+        Some(v) => {
+            let vf = d.valid_format();
+            (all, load_scaled(&DataDirs::resolve(&dirs.data, v), vf, d.valid_subset.as_deref(), d.range_of(vf), d.skip_bad_rows)?)
+        }
+        None => {
+            if all.len() <= d.valid_size {
+                return Err(TrainError::Training(format!(
+                    "{}: {} pairs cannot give {} validation pairs and still train",
+                    train_path.display(),
+                    all.len(),
+                    d.valid_size
+                )));
+            }
+            split_train_valid(all, d.valid_size, d.split_seed)
+        }
+    };
+    if let Some(n) = d.train_size {
+        train.truncate(n);
+    }
+    if !d.extra.is_empty() {
+        add_extra(d, dirs, &valid, &mut train)?;
+    }
+    if d.symmetric {
+        let swapped: Vec<Pair> = train.iter().map(|p| Pair { a: p.b.clone(), b: p.a.clone(), ..p.clone() }).collect();
+        train.extend(swapped);
+    }
+    Ok(Prepared { train, valid, graded: d.graded(), range: d.range_of(d.valid_format()) })
+}
+
+/// Adds the pairs of `d.extra` to `train`, leaving out every validation pair and every pair of
+/// `d.exclude` (in either order): extra sources may contain evaluation pairs (SemEval STS holds
+/// STS-B dev).
+fn add_extra(d: &DataConfig, dirs: &DataDirs, valid: &[Pair], train: &mut Vec<Pair>) -> Result<()> {
+    let key = |p: &Pair| if p.a <= p.b { (p.a.clone(), p.b.clone()) } else { (p.b.clone(), p.a.clone()) };
+    let mut banned: HashSet<(String, String)> = valid.iter().map(key).collect();
+    for src in &d.exclude {
+        let path = DataDirs::resolve(&dirs.data, &src.path);
+        let pairs = load_pairs(&path, src.format, LoadOptions { skip_bad: true, subset: src.subset.clone() })?;
+        banned.extend(pairs.pairs.iter().map(key));
+    }
+    for src in &d.extra {
+        let path = DataDirs::resolve(&dirs.data, &src.path);
+        let more = load_scaled(&path, src.format, src.subset.as_deref(), d.range_of(src.format), d.skip_bad_rows)?;
+        let before = more.len();
+        let kept: Vec<Pair> = more.into_iter().filter(|p| !banned.contains(&key(p))).collect();
+        fsio::warn!(
+            "{}: {} more training pairs{}",
+            path.display(),
+            kept.len(),
+            if kept.len() < before { format!(" ({} held-out pairs dropped)", before - kept.len()) } else { String::new() }
+        );
+        train.extend(kept);
+    }
+    Ok(())
+}
