@@ -22,7 +22,7 @@ use burn::optim::AdamConfig;
 use burn::prelude::*;
 use data::{load_pairs, LoadOptions, Pair, PairFormat};
 use encoder::embed::embed_texts;
-use encoder::{Backend, Energy, EncoderConfig, Glove, SentenceEncoder, TwinEncoder};
+use encoder::{Backend, EncoderConfig, Energy, Glove, SentenceEncoder, TwinEncoder};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};

@@ -148,12 +148,14 @@ fn run() -> anyhow::Result<()> {
     print_table(&ms)?;
     if let Some(path) = &args.json {
         let mut file = fsio::AtomicFile::create(path)?;
-        std::io::Write::write_all(&mut file, serde_json::to_string_pretty(&ms)?.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+        std::io::Write::write_all(&mut file, serde_json::to_string_pretty(&ms)?.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
         file.commit()?;
     }
     if let Some(path) = &args.compare {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let theirs: Vec<Measurement> = serde_json::from_str(&text).with_context(|| format!("{}: not a measurement list", path.display()))?;
+        let theirs: Vec<Measurement> =
+            serde_json::from_str(&text).with_context(|| format!("{}: not a measurement list", path.display()))?;
         print_ratios(&ms, &theirs)?;
     }
     Ok(())

@@ -20,7 +20,7 @@ pub mod load;
 pub mod metrics;
 pub mod verdicts;
 
-pub use load::{load_pairs, split_train_valid, BadRow, Loaded, LoadOptions, Pair, PairFormat};
+pub use load::{load_pairs, split_train_valid, BadRow, LoadOptions, Loaded, Pair, PairFormat};
 
 use std::path::PathBuf;
 

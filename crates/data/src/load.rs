@@ -147,10 +147,7 @@ fn csv_columns(path: &Path, headers: &csv::ByteRecord) -> Result<[usize; 3]> {
         (Some(a), Some(b), Some(l)) => Ok([a, b, l]),
         _ => Err(DataError::File {
             path: path.to_path_buf(),
-            reason: format!(
-                "header must name sentence1,sentence2,label (or question1,question2,is_duplicate); found {:?}",
-                names
-            ),
+            reason: format!("header must name sentence1,sentence2,label (or question1,question2,is_duplicate); found {:?}", names),
         }),
     }
 }
@@ -193,7 +190,12 @@ pub fn load_pairs(path: &Path, format: PairFormat, options: LoadOptions) -> Resu
                 filter = find("semeval_set");
                 match (find("sentence_a"), find("sentence_b"), find("relatedness_score")) {
                     (Some(a), Some(b), Some(l)) => [a, b, l],
-                    _ => return Err(DataError::File { path: path.to_path_buf(), reason: "not a SICK file: needs sentence_A, sentence_B, relatedness_score".into() }),
+                    _ => {
+                        return Err(DataError::File {
+                            path: path.to_path_buf(),
+                            reason: "not a SICK file: needs sentence_A, sentence_B, relatedness_score".into(),
+                        })
+                    }
                 }
             } else {
                 csv_columns(path, &headers)?
@@ -201,7 +203,10 @@ pub fn load_pairs(path: &Path, format: PairFormat, options: LoadOptions) -> Resu
         }
     };
     if options.subset.is_some() && filter.is_none() {
-        return Err(DataError::File { path: path.to_path_buf(), reason: "a subset was asked for, but the file has no SemEval_set column".into() });
+        return Err(DataError::File {
+            path: path.to_path_buf(),
+            reason: "a subset was asked for, but the file has no SemEval_set column".into(),
+        });
     }
     let mut out = Loaded::default();
     let mut rec = csv::ByteRecord::new();
@@ -246,11 +251,7 @@ fn csv_error(path: &Path, e: csv::Error) -> DataError {
 /// Requires every label to be 0 or 1, as binary training and evaluation need.
 pub fn check_binary(path: &Path, pairs: &[Pair]) -> Result<()> {
     match pairs.iter().find(|p| p.label != 0.0 && p.label != 1.0) {
-        Some(p) => Err(DataError::Row {
-            path: PathBuf::from(path),
-            line: p.line,
-            reason: format!("label {} is not 0 or 1", p.label),
-        }),
+        Some(p) => Err(DataError::Row { path: PathBuf::from(path), line: p.line, reason: format!("label {} is not 0 or 1", p.label) }),
         None => Ok(()),
     }
 }
@@ -343,9 +344,7 @@ mod tests {
 
     #[test]
     fn split_is_seeded_and_disjoint() {
-        let pairs: Vec<Pair> = (0..100)
-            .map(|i| Pair { a: format!("a{i}"), b: "b".into(), label: 0.0, line: i + 1 })
-            .collect();
+        let pairs: Vec<Pair> = (0..100).map(|i| Pair { a: format!("a{i}"), b: "b".into(), label: 0.0, line: i + 1 }).collect();
         let (t1, v1) = split_train_valid(pairs.clone(), 10, 7);
         let (t2, v2) = split_train_valid(pairs.clone(), 10, 7);
         let (_, v3) = split_train_valid(pairs, 10, 8);
@@ -374,7 +373,8 @@ mod tests {
         let l = load_pairs(&sts, PairFormat::Sts, LoadOptions::default()).unwrap();
         assert_eq!((l.pairs.len(), l.skipped.len(), l.pairs[0].label), (1, 1, 4.2));
 
-        let mrpc = write(&dir, "m.txt", "\u{feff}Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t7\t8\tHe said \"yes\".\tHe agreed.\n".as_bytes());
+        let mrpc =
+            write(&dir, "m.txt", "\u{feff}Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t7\t8\tHe said \"yes\".\tHe agreed.\n".as_bytes());
         let l = load_pairs(&mrpc, PairFormat::Mrpc, LoadOptions::default()).unwrap();
         assert_eq!((l.pairs[0].a.as_str(), l.pairs[0].label, l.pairs[0].line), ("He said \"yes\".", 1.0, 2));
     }

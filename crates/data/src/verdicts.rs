@@ -284,10 +284,7 @@ mod tests {
 
     #[test]
     fn queries_without_partners_and_non_finite_scores_are_ignored() {
-        let ranked = [
-            Ranked { ids: vec![1], flag_scores: vec![f64::NAN] },
-            Ranked { ids: vec![2], flag_scores: vec![0.9] },
-        ];
+        let ranked = [Ranked { ids: vec![1], flag_scores: vec![f64::NAN] }, Ranked { ids: vec![2], flag_scores: vec![0.9] }];
         let m = verdict_metrics(&ranked, &[vec![1], vec![]], 0.5);
         assert_eq!((m.queries, m.detection, m.false_alarm), (1, 0.0, 0.0));
         assert!(verdict_curve(&ranked, &[vec![1], vec![]]).is_empty());

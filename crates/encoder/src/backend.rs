@@ -56,18 +56,16 @@ impl Backend {
         }
         let device = self.device();
         let probe = device.clone();
-        std::panic::catch_unwind(move || {
-            burn::Tensor::<1>::ones([1], &probe).into_data().try_into_vec::<f32>().map(|v| v.len())
-        })
-        .map_err(|e| {
-            let msg = e
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown error".into());
-            format!("the {self} backend is not usable here: {msg}")
-        })?
-        .map_err(|e| format!("the {self} backend is not usable here: {e:?}"))?;
+        std::panic::catch_unwind(move || burn::Tensor::<1>::ones([1], &probe).into_data().try_into_vec::<f32>().map(|v| v.len()))
+            .map_err(|e| {
+                let msg = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown error".into());
+                format!("the {self} backend is not usable here: {msg}")
+            })?
+            .map_err(|e| format!("the {self} backend is not usable here: {e:?}"))?;
         Ok(device)
     }
 

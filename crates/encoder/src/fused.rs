@@ -316,7 +316,17 @@ const PARALLEL_FROM: usize = 8192;
 /// big enough is split into one block of rows per thread, each running its own slice of the
 /// matmul (single-threaded `gemm`) and its gate loop, so the step costs one join.
 #[allow(clippy::too_many_arguments)]
-fn step(first: bool, z: &mut [f32], cell: &mut [f32], hid: &mut [f32], c_prev: &[f32], h_prev: &[f32], w_hidden: &[f32], h: usize, parallel: bool) {
+fn step(
+    first: bool,
+    z: &mut [f32],
+    cell: &mut [f32],
+    hid: &mut [f32],
+    c_prev: &[f32],
+    h_prev: &[f32],
+    w_hidden: &[f32],
+    h: usize,
+    parallel: bool,
+) {
     let g4 = 4 * h;
     let run = |z: &mut [f32], cell: &mut [f32], hid: &mut [f32], c_prev: &[f32], h_prev: &[f32]| {
         let rows = cell.len() / h;
@@ -394,7 +404,14 @@ pub fn forward(input: &[f32], lengths: &[usize], t: usize, w: Weights<'_>, rever
 /// rows), so callers pool as they go instead of keeping `[B, T, h]`: only two steps of state
 /// are held. `parallel` splits each step's rows over rayon's threads; without it the pass runs
 /// on the calling thread, for callers that already run one batch per thread.
-pub fn infer(packing: &Packing, gates: &mut [f32], w_hidden: &[f32], h: usize, parallel: bool, mut visit: impl FnMut(usize, usize, &[f32])) {
+pub fn infer(
+    packing: &Packing,
+    gates: &mut [f32],
+    w_hidden: &[f32],
+    h: usize,
+    parallel: bool,
+    mut visit: impl FnMut(usize, usize, &[f32]),
+) {
     let g4 = 4 * h;
     let b = packing.order.len();
     assert!(gates.len() >= packing.total * g4 && w_hidden.len() >= h * g4);
@@ -402,8 +419,7 @@ pub fn infer(packing: &Packing, gates: &mut [f32], w_hidden: &[f32], h: usize, p
     let (mut c0, mut c1) = (vec![0f32; b * h], vec![0f32; b * h]);
     let (mut h0, mut h1) = (vec![0f32; b * h], vec![0f32; b * h]);
     for (s, &(offset, n)) in packing.steps.iter().enumerate() {
-        let (c_prev, c_now, h_prev, h_now) =
-            if s % 2 == 0 { (&c1, &mut c0, &h1, &mut h0) } else { (&c0, &mut c1, &h0, &mut h1) };
+        let (c_prev, c_now, h_prev, h_now) = if s % 2 == 0 { (&c1, &mut c0, &h1, &mut h0) } else { (&c0, &mut c1, &h0, &mut h1) };
         let z = &mut gates[offset * g4..(offset + n) * g4];
         step(s == 0, z, &mut c_now[..n * h], &mut h_now[..n * h], &c_prev[..n * h], &h_prev[..n * h], w_hidden, h, parallel);
         visit(s, n, &h_now[..n * h]);
@@ -448,7 +464,15 @@ pub fn backward(saved: &Saved, grad_output: &[f32], t: usize, w: Weights<'_>) ->
                 let rows = cell.len() / h;
                 for r in 0..rows {
                     let (hr, gr) = (r * h..(r + 1) * h, r * g4..(r + 1) * g4);
-                    step_row_backward(&z[gr.clone()], &cell[hr.clone()], &c_prev[hr.clone()], &dh[hr.clone()], &dh_out[hr.clone()], &mut dc[hr], &mut dz[gr]);
+                    step_row_backward(
+                        &z[gr.clone()],
+                        &cell[hr.clone()],
+                        &c_prev[hr.clone()],
+                        &dh[hr.clone()],
+                        &dh_out[hr.clone()],
+                        &mut dc[hr],
+                        &mut dz[gr],
+                    );
                 }
                 if s > 0 {
                     matmul(rows, g4, h, (dz, g4 as isize, 1), (w.w_hidden, 1, g4 as isize), false, dh, h as isize, false);
@@ -463,7 +487,17 @@ pub fn backward(saved: &Saved, grad_output: &[f32], t: usize, w: Weights<'_>) ->
         h_prev[(offset - first) * h..(offset - first + n) * h].copy_from_slice(&saved.hidden[prev_offset * h..(prev_offset + n) * h]);
     }
     let mut w_hidden_grad = vec![0f32; h * g4];
-    matmul(h, total - first, g4, (&h_prev, 1, h as isize), (&dz[first * g4..], g4 as isize, 1), false, &mut w_hidden_grad, g4 as isize, true);
+    matmul(
+        h,
+        total - first,
+        g4,
+        (&h_prev, 1, h as isize),
+        (&dz[first * g4..], g4 as isize, 1),
+        false,
+        &mut w_hidden_grad,
+        g4 as isize,
+        true,
+    );
 
     let mut w_input_grad = vec![0f32; d * g4];
     matmul(d, total, g4, (&saved.inputs, 1, d as isize), (&dz, g4 as isize, 1), false, &mut w_input_grad, g4 as isize, true);

@@ -33,7 +33,11 @@ pub struct Coverage {
 impl Coverage {
     /// Share of the vocabulary initialised from GloVe.
     pub fn ratio(&self) -> f64 {
-        if self.vocab == 0 { 0.0 } else { self.found as f64 / self.vocab as f64 }
+        if self.vocab == 0 {
+            0.0
+        } else {
+            self.found as f64 / self.vocab as f64
+        }
     }
 }
 

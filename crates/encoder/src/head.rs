@@ -185,9 +185,8 @@ mod tests {
         let y = [1.0f32, 0.0, 1.0, 1.0];
         let labels = || Tensor::<1>::from_data(TensorData::new(y.to_vec(), [4]), &device);
         let mut optim = AdamConfig::new().init();
-        let loss_of = |head: &VerdictHead| -> f32 {
-            verdict_loss(head.forward(t2(&a, 4, &device), t2(&b, 4, &device)), labels()).into_scalar()
-        };
+        let loss_of =
+            |head: &VerdictHead| -> f32 { verdict_loss(head.forward(t2(&a, 4, &device), t2(&b, 4, &device)), labels()).into_scalar() };
         let first = loss_of(&head);
         for _ in 0..300 {
             let loss = verdict_loss(head.forward(t2(&a, 4, &device), t2(&b, 4, &device)), labels());

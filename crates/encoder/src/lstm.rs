@@ -96,14 +96,7 @@ impl MaskedLstm {
         }
         let [b, _, _] = input.dims();
         let h = self.d_hidden();
-        let all = crate::lstm_op::masked_lstm(
-            input,
-            mask.clone(),
-            self.w_input.val(),
-            self.w_hidden.val(),
-            self.bias.val(),
-            self.reverse,
-        );
+        let all = crate::lstm_op::masked_lstm(input, mask.clone(), self.w_input.val(), self.w_hidden.val(), self.bias.val(), self.reverse);
         // The final state is the output at the last real token (the first one when reading
         // backwards); an empty row's output is zero everywhere.
         let last = if self.reverse {
@@ -288,11 +281,8 @@ mod tests {
                 let (x, m) = batch(&lengths, 6, 5, 4, &device);
                 let run = |fused: bool| {
                     let x = x.clone().require_grad();
-                    let out = if fused {
-                        lstm.forward(x.clone(), m.clone(), true)
-                    } else {
-                        lstm.forward_composed(x.clone(), m.clone(), true)
-                    };
+                    let out =
+                        if fused { lstm.forward(x.clone(), m.clone(), true) } else { lstm.forward_composed(x.clone(), m.clone(), true) };
                     let all = out.all.unwrap();
                     // A loss that reads both outputs, with different weights per element.
                     let probe = Tensor::<1, Int>::arange(0..(5 * 6 * 7) as i64, &device).float().reshape([5, 6, 7]).cos();
@@ -339,7 +329,10 @@ mod tests {
                         weight: Param::from_tensor(w_in.clone().slice([0..d, cols.clone()])),
                         bias: Some(Param::from_tensor(bias.clone().slice([cols.clone()]))),
                     },
-                    Linear { weight: Param::from_tensor(w_h.clone().slice([0..h, cols])), bias: Some(Param::from_tensor(Tensor::zeros([h], &device))) },
+                    Linear {
+                        weight: Param::from_tensor(w_h.clone().slice([0..h, cols])),
+                        bias: Some(Param::from_tensor(Tensor::zeros([h], &device))),
+                    },
                 )
             };
             (stock.input_gate.input_transform, stock.input_gate.hidden_transform) = gate(0);

@@ -176,13 +176,8 @@ impl<B: Backend, C: CheckpointStrategy> FusedLstmOps for Autodiff<B, C> {
         reverse: bool,
     ) -> FloatTensor<Self> {
         let nodes = [input.node(), w_input.node(), w_hidden.node(), bias.node()];
-        let args = (
-            input.into_primitive(),
-            mask.into_primitive(),
-            w_input.into_primitive(),
-            w_hidden.into_primitive(),
-            bias.into_primitive(),
-        );
+        let args =
+            (input.into_primitive(), mask.into_primitive(), w_input.into_primitive(), w_hidden.into_primitive(), bias.into_primitive());
         match LstmBackward.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let (out, state) = run::<B>(args.0, args.1, args.2, args.3, args.4, reverse, true);

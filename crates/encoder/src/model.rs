@@ -160,7 +160,11 @@ impl SentenceEncoder {
             parts.push(self.pool(bwd.forward(words, mask.clone(), keep_all), &mask));
         }
         let out = if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(parts, 1) };
-        if self.normalize { l2_normalize(out) } else { out }
+        if self.normalize {
+            l2_normalize(out)
+        } else {
+            out
+        }
     }
 
     fn pool(&self, out: crate::lstm::LstmOutput, mask: &Tensor<2>) -> Tensor<2> {
@@ -228,11 +232,7 @@ mod tests {
         let ids = [5u32, 3, 8, 2];
         for pooling in [Pooling::Last, Pooling::Mean, Pooling::Max] {
             for bidirectional in [false, true] {
-                let cfg = EncoderConfig::new(10)
-                    .with_d_embed(6)
-                    .with_d_hidden(8)
-                    .with_pooling(pooling)
-                    .with_bidirectional(bidirectional);
+                let cfg = EncoderConfig::new(10).with_d_embed(6).with_d_hidden(8).with_pooling(pooling).with_bidirectional(bidirectional);
                 let enc = cfg.init(&dev());
                 let base = vecs(&enc, &padded(&ids, 0), &dev());
                 assert_eq!(base.len(), cfg.d_output());

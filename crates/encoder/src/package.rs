@@ -128,7 +128,10 @@ impl ModelPackage {
     /// do not fit the config are errors that name the file.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         if !dir.is_dir() {
-            return Err(corrupt(dir, "no model package here (expected a directory with config.json, tokenizer.json, model.bpk, metrics.json)"));
+            return Err(corrupt(
+                dir,
+                "no model package here (expected a directory with config.json, tokenizer.json, model.bpk, metrics.json)",
+            ));
         }
         let config_path = dir.join(CONFIG_FILE);
         let config_bytes = read(&config_path)?;
@@ -311,8 +314,7 @@ pub fn check_target(dir: &Path) -> Result<()> {
 /// Accepts a directory that holds `config.json` of a package and only package files.
 fn package_or_refuse(dir: &Path) -> std::result::Result<(), String> {
     const REFUSE: &str = "refusing to replace it; choose a new directory";
-    let config: Option<serde_json::Value> =
-        std::fs::read(dir.join(CONFIG_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let config: Option<serde_json::Value> = std::fs::read(dir.join(CONFIG_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok());
     if !config.is_some_and(|c| c.get("format_version").is_some() && c.get("encoder").is_some()) {
         return Err(format!("exists and is not a model package (no package config.json); {REFUSE}"));
     }
@@ -411,9 +413,10 @@ impl Checksums {
 
     fn verify(&self, dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
         match self.files.get(name) {
-            Some(want) if *want != Self::hash(bytes) => {
-                Err(corrupt(&dir.join(name), "checksum mismatch (checksums.json): the file is damaged or was changed (after an edit on purpose, delete checksums.json)"))
-            }
+            Some(want) if *want != Self::hash(bytes) => Err(corrupt(
+                &dir.join(name),
+                "checksum mismatch (checksums.json): the file is damaged or was changed (after an edit on purpose, delete checksums.json)",
+            )),
             _ => Ok(()),
         }
     }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use encoder::{Backend, Embedder, Energy, EncoderConfig, ModelPackage, PackageConfig, VerdictHeadConfig};
+use encoder::{Backend, Embedder, EncoderConfig, Energy, ModelPackage, PackageConfig, VerdictHeadConfig};
 use tokenize::{VocabOptions, WordTokenizer};
 
 fn sample(dir: &Path) -> (PackageConfig, WordTokenizer) {
@@ -251,7 +251,8 @@ fn saving_replaces_a_package_and_nothing_else() {
     let metrics = serde_json::json!({"threshold": 0.25});
     ModelPackage::save(&pkg, &config, &tok, &enc, None, &metrics).unwrap();
     assert_eq!(ModelPackage::load(&pkg, &device).unwrap().threshold, 0.25);
-    let names: Vec<String> = std::fs::read_dir(tmp.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(tmp.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     assert!(names.iter().all(|n| !n.starts_with(fsio::TEMP_PREFIX)), "{names:?}");
 }
 

@@ -15,9 +15,7 @@ fn builder(prefix: &str, directory: bool) -> tempfile::Builder<'_, 'static> {
     // Ordinary permissions rather than tempfile's private 0600/0700: what lands after the
     // rename must be readable like any file the user writes.
     #[cfg(unix)]
-    builder.permissions(<std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(
-        if directory { 0o755 } else { 0o644 },
-    ));
+    builder.permissions(<std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(if directory { 0o755 } else { 0o644 }));
     #[cfg(not(unix))]
     let _ = directory;
     builder

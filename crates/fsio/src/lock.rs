@@ -34,13 +34,7 @@ impl WriterLock {
                 return Err(FsError::refused(&path, format!("is {}, not a lock file", crate::atomic::kind(&m))));
             }
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| FsError::io(&path, e))?;
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(|e| FsError::io(&path, e))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {

@@ -13,10 +13,8 @@ pub fn read_lines(path: &Path) -> Result<Vec<String>> {
     let bytes = std::fs::read(path).map_err(|e| RetrieveError::io(path, e))?;
     let mut out = Vec::new();
     for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
-        let line = std::str::from_utf8(line).map_err(|_| RetrieveError::Corrupt {
-            path: path.to_path_buf(),
-            reason: format!("line {} is not valid UTF-8", i + 1),
-        })?;
+        let line = std::str::from_utf8(line)
+            .map_err(|_| RetrieveError::Corrupt { path: path.to_path_buf(), reason: format!("line {} is not valid UTF-8", i + 1) })?;
         let line = line.trim();
         if !line.is_empty() && !line.starts_with('#') {
             out.push(line.to_string());

@@ -188,7 +188,8 @@ impl Index {
             w.write_all(&v.to_le_bytes()).map_err(io)?;
         }
         for s in &self.sentences {
-            let len = u32::try_from(s.len()).map_err(|_| RetrieveError::Invalid(format!("a sentence of {} bytes is too long to store", s.len())))?;
+            let len = u32::try_from(s.len())
+                .map_err(|_| RetrieveError::Invalid(format!("a sentence of {} bytes is too long to store", s.len())))?;
             w.write_all(&len.to_le_bytes()).map_err(io)?;
             w.write_all(s.as_bytes()).map_err(io)?;
         }
@@ -242,8 +243,7 @@ impl Index {
         };
         let mut r = Cursor { buf: body, pos: 8, path };
         let n = r.u32()? as usize;
-        let header: IndexHeader =
-            serde_json::from_slice(r.take(n)?).map_err(|e| corrupt(path, format!("bad header: {e}")))?;
+        let header: IndexHeader = serde_json::from_slice(r.take(n)?).map_err(|e| corrupt(path, format!("bad header: {e}")))?;
         if header.format > FORMAT {
             return Err(corrupt(path, format!("index format {} is newer than this program reads ({FORMAT})", header.format)));
         }

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use fsio::{check_output, escape_terminal, warn};
 use clap::{Parser, Subcommand};
 use encoder::{Backend, Embedder, ModelPackage};
+use fsio::{check_output, escape_terminal, warn};
 use indicatif::{ProgressBar, ProgressStyle};
 use retrieve::score::{Layout, ScoreOptions};
 use retrieve::{corpus, dedup, Index, SearchReport};
@@ -144,7 +144,11 @@ fn locate(path: &Path) -> PathBuf {
     }
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let candidate = repo.join(path);
-    if candidate.exists() { candidate } else { path.to_path_buf() }
+    if candidate.exists() {
+        candidate
+    } else {
+        path.to_path_buf()
+    }
 }
 
 /// `--columns A,B`: two column names.
@@ -373,12 +377,10 @@ fn run_dedup(common: &Common, file: &Path, column: Option<&str>, threshold: Opti
     // Pairs are mined by similarity: the package's search threshold when it judges by
     // similarity, else its pair threshold as a similarity.
     let package = &embedder.package;
-    let min_sim = threshold
-        .or_else(|| package.search_similarity_threshold())
-        .unwrap_or_else(|| energy.similarity_from_distance(package.threshold));
-    let pairs = dedup::mine_pairs(&idx.vectors, idx.dim(), min_sim as f32, dedup::MAX_PAIRS).map_err(|most| {
-        anyhow::anyhow!("more than {most} pairs have similarity >= {min_sim:.3}; raise --threshold")
-    })?;
+    let min_sim =
+        threshold.or_else(|| package.search_similarity_threshold()).unwrap_or_else(|| energy.similarity_from_distance(package.threshold));
+    let pairs = dedup::mine_pairs(&idx.vectors, idx.dim(), min_sim as f32, dedup::MAX_PAIRS)
+        .map_err(|most| anyhow::anyhow!("more than {most} pairs have similarity >= {min_sim:.3}; raise --threshold"))?;
     let cluster = dedup::clusters(idx.len(), &pairs);
     let mut rows: Vec<(usize, &dedup::DupPair)> = pairs.iter().filter_map(|p| cluster[p.i].map(|c| (c, p))).collect();
     rows.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.score.total_cmp(&a.1.score)));
@@ -424,12 +426,7 @@ fn run_score(
         "qqp" => Layout::Qqp,
         other => bail!("unknown format {other:?} (expected csv, tsv or qqp)"),
     };
-    let options = ScoreOptions {
-        columns,
-        strict,
-        batch_rows: batch_rows.max(1),
-        layout,
-    };
+    let options = ScoreOptions { columns, strict, batch_rows: batch_rows.max(1), layout };
     let input = std::fs::File::open(file).with_context(|| format!("{}", file.display()))?;
     let mut out = Output::open(output, &[file])?;
     let pb = bar(common.quiet, None, "scoring");

@@ -126,7 +126,13 @@ mod tests {
             queries: vec![QueryHits {
                 query: "q\u{1b}[2J".into(),
                 results: vec![
-                    SearchHit { rank: 1, sentence: "a\n  2. 0.999  duplicate      forged".into(), similarity: 0.91234, duplicate: true, duplicate_probability: None },
+                    SearchHit {
+                        rank: 1,
+                        sentence: "a\n  2. 0.999  duplicate      forged".into(),
+                        similarity: 0.91234,
+                        duplicate: true,
+                        duplicate_probability: None,
+                    },
                     SearchHit { rank: 10, sentence: "b".into(), similarity: 0.5, duplicate: false, duplicate_probability: None },
                 ],
             }],
@@ -138,10 +144,7 @@ mod tests {
         let mut out = Vec::new();
         report().write_text(&mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert_eq!(
-            text,
-            "q\\u{1b}[2J\n  1. 0.912  duplicate      a\\n  2. 0.999  duplicate      forged\n 10. 0.500  not duplicate  b\n"
-        );
+        assert_eq!(text, "q\\u{1b}[2J\n  1. 0.912  duplicate      a\\n  2. 0.999  duplicate      forged\n 10. 0.500  not duplicate  b\n");
     }
 
     #[test]

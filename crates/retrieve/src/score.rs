@@ -69,7 +69,11 @@ struct Columns {
     label: Option<usize>,
 }
 
-fn pick_columns(headers: &[String], first: Option<&csv::ByteRecord>, wanted: &Option<(String, String)>) -> std::result::Result<Columns, String> {
+fn pick_columns(
+    headers: &[String],
+    first: Option<&csv::ByteRecord>,
+    wanted: &Option<(String, String)>,
+) -> std::result::Result<Columns, String> {
     let lower: Vec<String> = headers.iter().map(|h| h.trim().trim_start_matches('\u{feff}').to_lowercase()).collect();
     let find = |name: &str| lower.iter().position(|h| h == &name.to_lowercase());
     let label = ["label", "is_duplicate"].iter().find_map(|n| find(n));
@@ -146,12 +150,7 @@ pub fn score_csv<R: Read, W: Write>(
         Layout::Header { delimiter, quoting } => (delimiter, quoting, true),
         Layout::Qqp => (b'\t', false, false),
     };
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .quoting(quoting)
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(input);
+    let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).quoting(quoting).has_headers(false).flexible(true).from_reader(input);
     let mut writer = csv::WriterBuilder::new().flexible(true).from_writer(output);
     let csv_err = |e: csv::Error| RetrieveError::Invalid(format!("line {}: {e}", e.position().map(|p| p.line()).unwrap_or(0)));
 
@@ -192,14 +191,11 @@ pub fn score_csv<R: Read, W: Write>(
     let mut pending: Vec<Pending> = Vec::with_capacity(batch_rows);
 
     let mut flush = |pending: &mut Vec<Pending>, summary: &mut ScoreSummary| -> Result<()> {
-        let texts: Vec<&str> = pending
-            .iter()
-            .filter_map(|p| p.parsed.as_ref().ok())
-            .flat_map(|(a, b)| [a.as_str(), b.as_str()])
-            .collect();
+        let texts: Vec<&str> = pending.iter().filter_map(|p| p.parsed.as_ref().ok()).flat_map(|(a, b)| [a.as_str(), b.as_str()]).collect();
         let vecs = embedder.embed(&texts)?;
         let d = embedder.dim();
-        let verdicts = embedder.head_probabilities(texts.len() / 2, |k| (&vecs[2 * k * d..(2 * k + 1) * d], &vecs[(2 * k + 1) * d..(2 * k + 2) * d]));
+        let verdicts =
+            embedder.head_probabilities(texts.len() / 2, |k| (&vecs[2 * k * d..(2 * k + 1) * d], &vecs[(2 * k + 1) * d..(2 * k + 2) * d]));
         let mut k = 0;
         for p in pending.drain(..) {
             // Every output row has the header's columns, then ours: a short row is padded and a

@@ -88,8 +88,7 @@ pub fn top_k(vectors: &[f32], dim: usize, query: &[f32], k: usize) -> Vec<Hit> {
         return finish(top_k_range(vectors, dim, query, k, 0, n), k);
     }
     let blocks: Vec<usize> = (0..n).step_by(BLOCK).collect();
-    let hits: Vec<Hit> =
-        blocks.par_iter().flat_map_iter(|&s| top_k_range(vectors, dim, query, k, s, (s + BLOCK).min(n))).collect();
+    let hits: Vec<Hit> = blocks.par_iter().flat_map_iter(|&s| top_k_range(vectors, dim, query, k, s, (s + BLOCK).min(n))).collect();
     finish(hits, k)
 }
 
@@ -154,11 +153,8 @@ fn select_into(heap: &mut BinaryHeap<Worst>, scores: &[f32], first: usize, k: us
 /// The obvious implementation: score everything, sort, take `k`. The reference the fast path
 /// is tested against.
 pub fn top_k_naive(vectors: &[f32], dim: usize, query: &[f32], k: usize) -> Vec<Hit> {
-    let mut all: Vec<Hit> = vectors
-        .chunks(dim)
-        .enumerate()
-        .map(|(index, v)| Hit { index, score: v.iter().zip(query).map(|(a, b)| a * b).sum() })
-        .collect();
+    let mut all: Vec<Hit> =
+        vectors.chunks(dim).enumerate().map(|(index, v)| Hit { index, score: v.iter().zip(query).map(|(a, b)| a * b).sum() }).collect();
     all.sort_by(better);
     all.truncate(k);
     all
@@ -177,10 +173,11 @@ mod tests {
         // 40,000 rows (several blocks of both paths) cycling through three distinct vectors.
         let pattern = [[1.0f32, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.6, 0.8, 0.0, 0.0]];
         let vectors: Vec<f32> = (0..40_000).flat_map(|i| pattern[(i * 7) % 3]).collect();
-        let queries: Vec<f32> = [[1.0f32, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.6, 0.8, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.5, 0.5, 0.5, 0.5]]
-            .into_iter()
-            .flatten()
-            .collect();
+        let queries: Vec<f32> =
+            [[1.0f32, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.6, 0.8, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.5, 0.5, 0.5, 0.5]]
+                .into_iter()
+                .flatten()
+                .collect();
         for k in [1, 10, 20_000, 50_000, usize::MAX] {
             let batch = top_k_batch(&vectors, dim, &queries, k);
             for (qi, q) in queries.chunks(dim).enumerate() {

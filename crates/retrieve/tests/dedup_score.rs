@@ -15,10 +15,7 @@ fn dedup_finds_repeated_sentences_and_clusters_them() {
     assert_eq!(r.headers().unwrap(), vec!["cluster", "row1", "row2", "sentence1", "sentence2", "similarity"]);
     let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
     // The corpus repeats "How do I learn to cook rice?" on rows 1 and 21.
-    assert!(
-        rows.iter().any(|x| &x[1] == "1" && &x[2] == "21" && x[3] == x[4]),
-        "{rows:?}"
-    );
+    assert!(rows.iter().any(|x| &x[1] == "1" && &x[2] == "21" && x[3] == x[4]), "{rows:?}");
     assert!(stderr(&run).contains("duplicate pairs"), "{}", stderr(&run));
 }
 
@@ -48,7 +45,10 @@ fn score_writes_every_row_and_reports_bad_ones() {
 
     let mut r = csv::ReaderBuilder::new().flexible(true).from_path(&out).unwrap();
     let h = r.headers().unwrap().clone();
-    assert_eq!(h.iter().collect::<Vec<_>>(), ["id", "question1", "question2", "is_duplicate", "similarity", "predicted_is_duplicate", "error"]);
+    assert_eq!(
+        h.iter().collect::<Vec<_>>(),
+        ["id", "question1", "question2", "is_duplicate", "similarity", "predicted_is_duplicate", "error"]
+    );
     let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
     assert_eq!(rows.len(), 7, "every input row is written");
     assert_eq!(&rows[1][1], "Why is the sky blue, really?", "quoted commas survive");
@@ -88,7 +88,11 @@ fn score_reads_the_quora_tsv_layout() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tiny_package(tmp.path(), 4, 16);
     let tsv = tmp.path().join("d.tsv");
-    std::fs::write(&tsv, "1\tWhy is the \"sky\" blue ?\tWhat makes the sky look blue ?\t1\n0\tHow do I get a passport ?\tWhy do cats purr ?\t2\n").unwrap();
+    std::fs::write(
+        &tsv,
+        "1\tWhy is the \"sky\" blue ?\tWhat makes the sky look blue ?\t1\n0\tHow do I get a passport ?\tWhy do cats purr ?\t2\n",
+    )
+    .unwrap();
     let out = ok(&retrieve(&["score", s(&tsv), "--format", "qqp", "--model", s(&model)]));
     let mut lines = out.lines();
     assert_eq!(lines.next(), Some("label,question1,question2,id,similarity,is_duplicate,error"));

@@ -44,10 +44,10 @@ impl WordTokenizer {
     /// and model (a `tokenizer.json` written elsewhere may configure anything).
     pub(crate) fn ascii_path_fits(&self) -> bool {
         let (norm, pre) = pipeline();
-        let same_norm = serde_json::to_value(self.inner.get_normalizer()).ok()
-            == serde_json::to_value(Some(NormalizerWrapper::from(norm))).ok();
-        let same_pre = serde_json::to_value(self.inner.get_pre_tokenizer()).ok()
-            == serde_json::to_value(Some(PreTokenizerWrapper::from(pre))).ok();
+        let same_norm =
+            serde_json::to_value(self.inner.get_normalizer()).ok() == serde_json::to_value(Some(NormalizerWrapper::from(norm))).ok();
+        let same_pre =
+            serde_json::to_value(self.inner.get_pre_tokenizer()).ok() == serde_json::to_value(Some(PreTokenizerWrapper::from(pre))).ok();
         let word_level = matches!(self.inner.get_model(), ModelWrapper::WordLevel(m) if m.unk_token == UNK);
         let plain = self.inner.get_added_tokens_decoder().is_empty() && self.inner.get_post_processor().is_none();
         same_norm && same_pre && word_level && plain
@@ -57,9 +57,9 @@ impl WordTokenizer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
     use crate::tests::tiny;
     use crate::{VocabOptions, UNK_ID};
+    use std::path::Path;
 
     /// The ASCII fast path gives the pipeline's ids on every kind of printable ASCII: case,
     /// digits, underscores, runs of punctuation, tabs and line breaks, unknown words,

@@ -47,9 +47,9 @@ impl WordTokenizer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
     use crate::tests::tiny;
     use crate::VocabOptions;
+    use std::path::Path;
 
     #[test]
     fn unknown_words_fall_into_fixed_buckets() {

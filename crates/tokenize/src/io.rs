@@ -38,10 +38,8 @@ impl WordTokenizer {
     /// Reads `tokenizer.json`.
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|source| TokenizeError::Io { path: path.to_path_buf(), source })?;
-        let json = String::from_utf8(bytes).map_err(|e| TokenizeError::Corrupt {
-            path: path.to_path_buf(),
-            reason: format!("not UTF-8: {e}"),
-        })?;
+        let json =
+            String::from_utf8(bytes).map_err(|e| TokenizeError::Corrupt { path: path.to_path_buf(), reason: format!("not UTF-8: {e}") })?;
         Self::from_json(&json, path)
     }
 }

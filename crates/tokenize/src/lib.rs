@@ -64,10 +64,7 @@ pub struct WordTokenizer {
 
 impl std::fmt::Debug for WordTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WordTokenizer")
-            .field("vocab_size", &self.vocab_size())
-            .field("max_len", &self.max_len)
-            .finish()
+        f.debug_struct("WordTokenizer").field("vocab_size", &self.vocab_size()).field("max_len", &self.max_len).finish()
     }
 }
 
@@ -89,9 +86,7 @@ impl WordTokenizer {
             return Err(TokenizeError::Options("max_len must be at least 1".into()));
         }
         self.max_len = max_len;
-        self.inner
-            .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
-            .map_err(tk_err)?;
+        self.inner.with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() })).map_err(tk_err)?;
         self.inner.with_padding(Some(PaddingParams {
             strategy: PaddingStrategy::BatchLongest,
             pad_id: PAD_ID,
@@ -137,9 +132,7 @@ impl WordTokenizer {
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         // The fast path requires a plain WordLevel model with no added tokens: ask its vocabulary.
         let fast = match self.inner.get_model() {
-            ModelWrapper::WordLevel(model) if self.ascii => {
-                ascii_words(text, |w| self.word_id(w, model.token_to_id(w)), self.max_len)
-            }
+            ModelWrapper::WordLevel(model) if self.ascii => ascii_words(text, |w| self.word_id(w, model.token_to_id(w)), self.max_len),
             _ => None,
         };
         let mut ids = match fast {

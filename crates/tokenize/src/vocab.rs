@@ -56,22 +56,14 @@ pub(crate) fn split_words(norm: &NormSequence, pre: &PreSequence, text: &str) ->
     norm.normalize(&mut normalized).map_err(tk_err)?;
     let mut pretok = PreTokenizedString::from(normalized);
     pre.pre_tokenize(&mut pretok).map_err(tk_err)?;
-    Ok(pretok
-        .get_splits(OffsetReferential::Original, OffsetType::Byte)
-        .into_iter()
-        .map(|(s, _, _)| s.to_string())
-        .collect())
+    Ok(pretok.get_splits(OffsetReferential::Original, OffsetType::Byte).into_iter().map(|(s, _, _)| s.to_string()).collect())
 }
 
 impl WordTokenizer {
     /// Builds the vocabulary from training sentences, then from `seed_words` (typically the
     /// words of a GloVe file, most frequent first), so that words the training data never saw
     /// can still get pretrained vectors.
-    pub fn build<'a>(
-        sentences: impl IntoIterator<Item = &'a str>,
-        options: &VocabOptions,
-        seed_words: &[String],
-    ) -> Result<Self> {
+    pub fn build<'a>(sentences: impl IntoIterator<Item = &'a str>, options: &VocabOptions, seed_words: &[String]) -> Result<Self> {
         if options.max_vocab < 3 {
             return Err(TokenizeError::Options("max_vocab must be at least 3".into()));
         }
@@ -85,8 +77,7 @@ impl WordTokenizer {
                 *counts.entry(w).or_default() += 1;
             }
         }
-        let mut train_words: Vec<(String, usize)> =
-            counts.into_iter().filter(|(_, c)| *c >= options.min_count.max(1)).collect();
+        let mut train_words: Vec<(String, usize)> = counts.into_iter().filter(|(_, c)| *c >= options.min_count.max(1)).collect();
         // Most frequent first; ties alphabetically so the vocabulary is deterministic.
         train_words.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
 

@@ -305,8 +305,7 @@ impl TrainConfig {
     /// Reads and checks a TOML config file.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io { path: path.to_path_buf(), source })?;
-        let cfg: TrainConfig =
-            toml::from_str(&text).map_err(|e| TrainError::Config { path: path.to_path_buf(), reason: e.to_string() })?;
+        let cfg: TrainConfig = toml::from_str(&text).map_err(|e| TrainError::Config { path: path.to_path_buf(), reason: e.to_string() })?;
         cfg.check().map_err(|reason| TrainError::Config { path: path.to_path_buf(), reason })?;
         Ok(cfg)
     }
@@ -376,7 +375,11 @@ impl Default for DataDirs {
 impl DataDirs {
     /// A path from the config, taken relative to `base` unless absolute.
     pub fn resolve(base: &Path, p: &Path) -> PathBuf {
-        if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
     }
 }
 
@@ -403,7 +406,10 @@ mod tests {
         let cfg: TrainConfig = toml::from_str(text).unwrap();
         assert!(cfg.data.graded());
         assert_eq!(cfg.data.extra[0].format, PairFormat::Stsb);
-        assert_eq!(cfg.train.loss, vec![LossSpec::new(LossKind::Regression), LossSpec { weight: 0.5, ..LossSpec::new(LossKind::InBatchNegatives) }]);
+        assert_eq!(
+            cfg.train.loss,
+            vec![LossSpec::new(LossKind::Regression), LossSpec { weight: 0.5, ..LossSpec::new(LossKind::InBatchNegatives) }]
+        );
         assert!(cfg.check().is_ok(), "{:?}", cfg.check());
         // Accuracy cannot pick epochs on graded SICK scores, nor Pearson on 0/1 labels.
         let mut wrong = cfg.clone();
@@ -412,14 +418,19 @@ mod tests {
         let binary: TrainConfig = toml::from_str("[data]\nformat = \"qqp\"\ntrain = \"d.tsv\"\n[train]\nselect = \"spearman\"\n").unwrap();
         assert!(binary.check().unwrap_err().contains("binary"));
         // A CSV becomes graded once it has a score range.
-        let csv: TrainConfig = toml::from_str("[data]\nformat = \"csv\"\ntrain = \"p.csv\"\nscore_range = [0.0, 5.0]\n[train]\nselect = \"spearman\"\n").unwrap();
+        let csv: TrainConfig =
+            toml::from_str("[data]\nformat = \"csv\"\ntrain = \"p.csv\"\nscore_range = [0.0, 5.0]\n[train]\nselect = \"spearman\"\n")
+                .unwrap();
         assert!(csv.check().is_ok());
     }
 
     #[test]
     fn model_defaults_are_the_encoders_and_heads() {
         let m = ModelConfig::default();
-        assert_eq!((m.d_embed, m.d_hidden, m.bidirectional, m.pooling, m.dropout, m.normalize, m.seed), (50, 128, false, Pooling::Last, 0.0, true, 42));
+        assert_eq!(
+            (m.d_embed, m.d_hidden, m.bidirectional, m.pooling, m.dropout, m.normalize, m.seed),
+            (50, 128, false, Pooling::Last, 0.0, true, 42)
+        );
         assert_eq!((m.head_hidden, m.head_input_scale, m.energy), (128, 1.0, Energy::Euclidean));
         assert_eq!((m.glove, m.glove_limit, m.freeze_embeddings, m.init), (None, None, false, None));
         // A fresh encoder built from the defaults has exactly the encoder's default shape.

@@ -19,13 +19,13 @@
 //! ```
 
 pub mod config;
+mod fit;
 pub mod plot;
 pub mod verdicts;
-mod fit;
 
 pub use fit::{
-    bucketed_batches, evaluate, graded_on, heldout_pairs, load_scaled, pair_distances, pair_scores, retrieval_on, train, train_step, EncodedPairs,
-    EpochMetrics, EvalOptions, EvalReport, Objective, StepOutcome, TrainReport, TrainRun, Trainable,
+    bucketed_batches, evaluate, graded_on, heldout_pairs, load_scaled, pair_distances, pair_scores, retrieval_on, train, train_step,
+    EncodedPairs, EpochMetrics, EvalOptions, EvalReport, Objective, StepOutcome, TrainReport, TrainRun, Trainable,
 };
 
 use std::path::PathBuf;

@@ -78,10 +78,7 @@ fn missing_config_data_and_model_are_clear_errors() {
     let (ok, stderr) = train(&["--config", cfg.to_str().unwrap(), "--data-dir", tmp.path().to_str().unwrap()]);
     assert!(!ok && stderr.contains("absent.csv"), "{stderr}");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_eval"))
-        .args(["--model", "/no/such/model", "--data", "x.csv"])
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_eval")).args(["--model", "/no/such/model", "--data", "x.csv"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("/no/such/model") && stderr.contains("no model package"), "{stderr}");
 }
@@ -97,15 +94,8 @@ fn eval_prints_binary_graded_retrieval_and_heldout_metrics() {
     let cfg = config_for(tmp.path(), "pairs.csv");
     let model = tmp.path().join("model");
     let fx = fixtures();
-    let (ok, stderr) = train(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "--data-dir",
-        fx.to_str().unwrap(),
-        "--output",
-        model.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let (ok, stderr) =
+        train(&["--config", cfg.to_str().unwrap(), "--data-dir", fx.to_str().unwrap(), "--output", model.to_str().unwrap(), "--quiet"]);
     assert!(ok, "{stderr}");
     let m = model.to_str().unwrap();
 
@@ -149,7 +139,8 @@ fn output_that_is_not_a_package_is_refused_before_training() {
     std::fs::write(&file, "x").unwrap();
     for (out, needle) in [(&folder, "not a model package"), (&file, "regular file")] {
         // With no data at all, the refusal still comes first: it precedes loading and training.
-        let (ok, stderr) = train(&["--config", cfg.to_str().unwrap(), "--data-dir", "/no/such/dir", "--output", out.to_str().unwrap(), "--quiet"]);
+        let (ok, stderr) =
+            train(&["--config", cfg.to_str().unwrap(), "--data-dir", "/no/such/dir", "--output", out.to_str().unwrap(), "--quiet"]);
         assert!(!ok && stderr.contains(out.to_str().unwrap()) && stderr.contains(needle), "{stderr}");
         assert!(!stderr.contains("/no/such/dir"), "refused before reading data: {stderr}");
     }
@@ -159,7 +150,8 @@ fn output_that_is_not_a_package_is_refused_before_training() {
     // A package is retrained in place.
     let pkg = tmp.path().join("pkg");
     for _ in 0..2 {
-        let (ok, stderr) = train(&["--config", cfg.to_str().unwrap(), "--data-dir", fx.to_str().unwrap(), "--output", pkg.to_str().unwrap(), "--quiet"]);
+        let (ok, stderr) =
+            train(&["--config", cfg.to_str().unwrap(), "--data-dir", fx.to_str().unwrap(), "--output", pkg.to_str().unwrap(), "--quiet"]);
         assert!(ok, "{stderr}");
     }
     assert!(pkg.join("checksums.json").is_file());

@@ -84,11 +84,7 @@ fn frozen_embeddings_stay_at_their_initial_values() {
     let fresh = package.config.encoder.init(&device);
     let table = |w: &burn::module::Param<burn::Tensor<2>>| w.val().into_data().try_into_vec::<f32>().unwrap();
     assert_eq!(table(&package.encoder.embedding.weight), table(&fresh.embedding.weight));
-    assert_ne!(
-        table(&package.encoder.forward_lstm.w_hidden),
-        table(&fresh.forward_lstm.w_hidden),
-        "the LSTM still trains"
-    );
+    assert_ne!(table(&package.encoder.forward_lstm.w_hidden), table(&fresh.forward_lstm.w_hidden), "the LSTM still trains");
 }
 
 #[test]

@@ -94,7 +94,11 @@ pub fn best_accuracy_threshold(scores: &[f32], labels: &[bool]) -> f64 {
     while k < idx.len() {
         let s = scores[idx[k]];
         while k < idx.len() && scores[idx[k]] == s {
-            if labels[idx[k]] { tp += 1 } else { fp += 1 }
+            if labels[idx[k]] {
+                tp += 1
+            } else {
+                fp += 1
+            }
             k += 1;
         }
         let correct = tp + (neg_total - fp);
@@ -192,7 +196,10 @@ mod tests {
         // The same numbers as the negated distances scored as similarities.
         let s: Vec<f32> = d.iter().map(|x| -x).collect();
         let by_score = binary_metrics(&s, &y, -t);
-        assert_eq!((m.accuracy, m.precision, m.recall, m.f1, m.average_precision), (by_score.accuracy, by_score.precision, by_score.recall, by_score.f1, by_score.average_precision));
+        assert_eq!(
+            (m.accuracy, m.precision, m.recall, m.f1, m.average_precision),
+            (by_score.accuracy, by_score.precision, by_score.recall, by_score.f1, by_score.average_precision)
+        );
         assert_eq!(-t, best_accuracy_threshold(&s, &y));
         // At or below the threshold is positive: a distance equal to it counts.
         let m = distance_metrics(&[0.5, 0.7], &[true, false], 0.5);

@@ -73,7 +73,11 @@ fn parse_range(s: &str) -> Result<(f32, f32), String> {
     let (lo, hi) = s.split_once(',').ok_or("expected LOW,HIGH, e.g. 0,5")?;
     let lo: f32 = lo.trim().parse().map_err(|_| format!("{lo:?} is not a number"))?;
     let hi: f32 = hi.trim().parse().map_err(|_| format!("{hi:?} is not a number"))?;
-    if hi > lo { Ok((lo, hi)) } else { Err("LOW must be below HIGH".into()) }
+    if hi > lo {
+        Ok((lo, hi))
+    } else {
+        Err("LOW must be below HIGH".into())
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -212,7 +216,10 @@ fn print_report(r: &EvalReport, what: &str) -> std::io::Result<()> {
         match &r.energy_binary {
             Some(e) => fsio::say!(
                 "threshold head probability >= {:.4} (the distance alone, at <= {:.4}: accuracy {:.4}, AP {:.4})",
-                m.threshold, e.threshold, e.accuracy, e.average_precision
+                m.threshold,
+                e.threshold,
+                e.accuracy,
+                e.average_precision
             )?,
             None => fsio::say!("threshold distance <= {:.4}", m.threshold)?,
         }

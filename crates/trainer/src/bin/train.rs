@@ -65,15 +65,17 @@ fn run() -> anyhow::Result<()> {
     let b = &report.best;
     fsio::say!("best epoch {} of {}", report.best_epoch, report.epochs.len())?;
     if let Some(g) = &b.graded {
-        fsio::say!(
-            "validation ({} pairs): pearson {:.4}  spearman {:.4}  MSE {:.4}",
-            report.valid_pairs, g.pearson, g.spearman, g.mse
-        )?;
+        fsio::say!("validation ({} pairs): pearson {:.4}  spearman {:.4}  MSE {:.4}", report.valid_pairs, g.pearson, g.spearman, g.mse)?;
     } else {
         if let Some(h) = &b.head {
             fsio::say!(
                 "validation ({} pairs), head: accuracy {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}  AP {:.4}",
-                report.valid_pairs, h.accuracy, h.precision, h.recall, h.f1, h.average_precision
+                report.valid_pairs,
+                h.accuracy,
+                h.precision,
+                h.recall,
+                h.f1,
+                h.average_precision
             )?;
         }
         fsio::say!(
@@ -90,7 +92,10 @@ fn run() -> anyhow::Result<()> {
     if let Some(r) = &b.retrieval {
         fsio::say!(
             "validation retrieval ({} queries): R@1 {:.4}  R@10 {:.4}  MRR@10 {:.4}",
-            r.queries, r.recall_at_1, r.recall_at_10, r.mrr_at_10
+            r.queries,
+            r.recall_at_1,
+            r.recall_at_10,
+            r.mrr_at_10
         )?;
     }
     if let Some(t) = report.head_threshold {
@@ -116,19 +121,6 @@ fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The number `select` reads from an epoch, as training read it to keep the best epoch: the
-/// verdict head's when the package has a head. NaN (not drawn) when the epoch lacks it.
-fn selection_value(select: SelectMetric, e: &EpochMetrics) -> f64 {
-    let verdict = e.head.as_ref();
-    match select {
-        SelectMetric::Accuracy => verdict.map_or(e.accuracy, |h| h.accuracy),
-        SelectMetric::Ap => verdict.map_or(e.average_precision, |h| h.average_precision),
-        SelectMetric::Mrr => e.retrieval.map_or(f64::NAN, |r| r.mrr_at_10),
-        SelectMetric::Pearson => e.graded.map_or(f64::NAN, |g| g.pearson),
-        SelectMetric::Spearman => e.graded.map_or(f64::NAN, |g| g.spearman),
-    }
-}
-
 /// training.svg: the loss per epoch above, the selection metric per epoch below, the kept
 /// epoch marked on both.
 fn curves(cfg: &TrainConfig, report: &TrainReport) -> String {
@@ -152,7 +144,7 @@ fn curves(cfg: &TrainConfig, report: &TrainReport) -> String {
     };
     let select = [Series::new(
         format!("validation {metric}{}", if head { " (verdict head)" } else { "" }),
-        per_epoch(&|e| selection_value(report.select, e)),
+        per_epoch(&|e| e.selection_score(report.select).unwrap_or(f64::NAN)),
     )];
     let best = Marker { x: report.best_epoch as f64, label: format!("best epoch {}", report.best_epoch) };
     let title = format!("Selection metric per epoch: {metric}{}", if head { " of the verdict head" } else { "" });

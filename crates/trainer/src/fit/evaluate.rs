@@ -45,8 +45,7 @@ pub struct EvalOptions<'a> {
 pub fn evaluate(package: &ModelPackage, pairs: &[Pair], options: &EvalOptions<'_>, device: &Device) -> Result<EvalReport> {
     let energy = package.config.energy;
     let head = package.head.as_ref();
-    let (distances, probabilities) =
-        pair_scores(&package.encoder, head.map(|(h, _)| h), &package.tokenizer, pairs, energy, device)?;
+    let (distances, probabilities) = pair_scores(&package.encoder, head.map(|(h, _)| h), &package.tokenizer, pairs, energy, device)?;
     let labels = duplicate_labels(pairs);
     let by_distance = distance_metrics(&distances, &labels, package.threshold);
     let (binary, energy_binary) = match (head, probabilities) {
@@ -71,9 +70,8 @@ pub type Heldout = (Vec<Pair>, Vec<String>, (f32, f32));
 /// pairs training never saw. Returns the held-out pairs, every sentence of the file, and the
 /// label range the pairs were scaled from.
 pub fn heldout_pairs(package: &ModelPackage, dirs: &DataDirs) -> Result<Heldout> {
-    let cfg: TrainConfig = serde_json::from_value(package.config.training.clone()).map_err(|e| {
-        TrainError::Training(format!("{}: the package does not record its training config: {e}", package.dir.display()))
-    })?;
+    let cfg: TrainConfig = serde_json::from_value(package.config.training.clone())
+        .map_err(|e| TrainError::Training(format!("{}: the package does not record its training config: {e}", package.dir.display())))?;
     if cfg.data.valid.is_some() {
         return Err(TrainError::Training(format!(
             "{}: trained with a separate validation file ({}); evaluate on that file instead of --heldout",

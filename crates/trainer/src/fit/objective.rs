@@ -1,9 +1,7 @@
 //! The training objective: the configured weighted sum of losses over one batch.
 
 use burn::prelude::*;
-use encoder::{
-    contrastive_loss, in_batch_negatives_loss, online_contrastive_loss, regression_loss, verdict_loss, Energy, VerdictHead,
-};
+use encoder::{contrastive_loss, in_batch_negatives_loss, online_contrastive_loss, regression_loss, verdict_loss, Energy, VerdictHead};
 
 use crate::config::{LossKind, LossSpec, TrainConfig};
 

@@ -84,7 +84,6 @@ pub struct TrainReport {
     pub output: PathBuf,
 }
 
-
 /// The training side of one epoch, added up step by step.
 pub(crate) struct EpochTally {
     started: Instant,
@@ -125,6 +124,20 @@ impl EpochTally {
 }
 
 impl EpochMetrics {
+    /// The number `select` reads from this epoch, as training reads it to keep the best epoch:
+    /// with a head, the package's verdict comes from the head, so accuracy and AP are the
+    /// head's. `None` when the epoch did not measure it (retrieval or graded metrics).
+    pub fn selection_score(&self, select: SelectMetric) -> Option<f64> {
+        let verdict = self.head.as_ref();
+        match select {
+            SelectMetric::Accuracy => Some(verdict.map_or(self.accuracy, |h| h.accuracy)),
+            SelectMetric::Ap => Some(verdict.map_or(self.average_precision, |h| h.average_precision)),
+            SelectMetric::Mrr => self.retrieval.map(|r| r.mrr_at_10),
+            SelectMetric::Pearson => self.graded.map(|g| g.pearson),
+            SelectMetric::Spearman => self.graded.map(|g| g.spearman),
+        }
+    }
+
     /// The metrics of epoch `epoch`: its training tally (`train_secs` of training) and
     /// validation `v`.
     pub(crate) fn new(epoch: usize, tally: &EpochTally, train_secs: f64, v: Validation) -> Self {
@@ -159,7 +172,9 @@ impl EpochMetrics {
                 "acc {:.4}  F1 {:.4}  AP {:.4}  MRR@10 {:.4}  thr {:.3}",
                 self.accuracy, self.f1, self.average_precision, r.mrr_at_10, self.threshold
             ),
-            (None, None) => format!("acc {:.4}  F1 {:.4}  AP {:.4}  thr {:.3}", self.accuracy, self.f1, self.average_precision, self.threshold),
+            (None, None) => {
+                format!("acc {:.4}  F1 {:.4}  AP {:.4}  thr {:.3}", self.accuracy, self.f1, self.average_precision, self.threshold)
+            }
         };
         fsio::warn!(
             "epoch {:>2}: train loss {:.4}  valid loss {:.4}  {head_line}{quality}  {:.0} pairs/s  pad {:.0}%{}",

@@ -61,8 +61,7 @@ pub fn pair_scores(
 /// mapped back onto the gold `range` for the MSE.
 pub fn graded_on(distances: &[f32], pairs: &[Pair], energy: Energy, range: (f32, f32)) -> GradedMetrics {
     let range = (f64::from(range.0), f64::from(range.1));
-    let predicted: Vec<f64> =
-        distances.iter().map(|&d| to_gold_scale(energy.similarity_from_distance(f64::from(d)), range)).collect();
+    let predicted: Vec<f64> = distances.iter().map(|&d| to_gold_scale(energy.similarity_from_distance(f64::from(d)), range)).collect();
     let gold: Vec<f64> = pairs.iter().map(|p| range.0 + f64::from(p.label) * (range.1 - range.0)).collect();
     graded_metrics(&predicted, &gold)
 }

@@ -1,7 +1,9 @@
 //! Validation after every epoch, and the choice of the epoch to keep.
 
 use burn::prelude::*;
-use data::metrics::{best_accuracy_threshold, best_distance_threshold, binary_metrics, distance_metrics, BinaryMetrics, GradedMetrics, RetrievalMetrics};
+use data::metrics::{
+    best_accuracy_threshold, best_distance_threshold, binary_metrics, distance_metrics, BinaryMetrics, GradedMetrics, RetrievalMetrics,
+};
 use data::Pair;
 use encoder::{Energy, SentenceEncoder, VerdictHead};
 use tokenize::WordTokenizer;
@@ -85,20 +87,11 @@ pub(crate) struct Selection {
 }
 
 impl Selection {
-    /// The number `select` reads from `em`. With a head, the package's verdict comes from the
-    /// head: accuracy and AP are then the head's.
+    /// The number `select` reads from `em` ([`EpochMetrics::selection_score`]), 0 when missing.
     pub fn score(em: &EpochMetrics, select: SelectMetric) -> f64 {
-        let verdict = em.head.as_ref();
-        match select {
-            SelectMetric::Accuracy => verdict.map_or(em.accuracy, |h| h.accuracy),
-            SelectMetric::Ap => verdict.map_or(em.average_precision, |h| h.average_precision),
-            SelectMetric::Mrr => em.retrieval.map_or(0.0, |r| r.mrr_at_10),
-            SelectMetric::Pearson => em.graded.map_or(0.0, |g| g.pearson),
-            SelectMetric::Spearman => em.graded.map_or(0.0, |g| g.spearman),
-        }
+        em.selection_score(select).unwrap_or(0.0)
     }
 
-    /// Whether `score` beats the kept epoch (the first epoch always does).
     pub fn improves(&self, score: f64) -> bool {
         self.best.as_ref().is_none_or(|b| score > b.score)
     }
