@@ -303,6 +303,38 @@ impl ModelPackage {
     }
 }
 
+impl ModelPackage {
+    /// Replaces the package's `metrics.json` with `metrics`, keeping every other file byte for
+    /// byte (so the fingerprint, and every index built with the package, stay valid): a copy
+    /// with the new metrics and checksums is built beside it and swapped in atomically.
+    pub fn update_metrics(&self, metrics: &serde_json::Value) -> Result<()> {
+        let dir = &self.dir;
+        let finite = |key: &str| metrics.get(key).and_then(|t| t.as_f64()).is_some_and(f64::is_finite);
+        if !finite("threshold") || (self.head.is_some() && !finite("head_threshold")) {
+            return Err(corrupt(dir, "new metrics must keep a finite threshold (and head_threshold with a head)"));
+        }
+        check_target(dir)?;
+        let staged = fsio::AtomicDir::create(dir)?;
+        let tmp = staged.path();
+        let mut files = vec![CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE];
+        if self.head.is_some() {
+            files.push(HEAD_FILE);
+        }
+        for name in files.iter().chain(PLOT_FILES) {
+            let (from, to) = (dir.join(name), tmp.join(name));
+            if from.exists() || files.contains(name) {
+                std::fs::copy(&from, &to).map_err(|e| EncoderError::io(&from, e))?;
+            }
+        }
+        let mp = tmp.join(METRICS_FILE);
+        std::fs::write(&mp, erased::Json::to_json(metrics)?).map_err(|e| EncoderError::io(&mp, e))?;
+        files.push(METRICS_FILE);
+        Checksums::of(tmp, &files)?.write(tmp)?;
+        staged.commit(package_or_refuse)?;
+        Ok(())
+    }
+}
+
 /// Errors unless `dir` may receive a package: it does not exist, or it is a directory holding
 /// a model package and nothing else. The trainer calls this before training, so a bad
 /// `--output` fails at once instead of after the last epoch.

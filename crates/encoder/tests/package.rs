@@ -288,3 +288,25 @@ fn a_search_threshold_round_trips_and_older_packages_fall_back_to_the_pair_verdi
     let e = load_err(&dir);
     assert!(e.contains("metrics.json") && e.contains("search_threshold"), "{e}");
 }
+
+#[test]
+fn updating_metrics_keeps_every_other_byte_and_the_fingerprint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pkg");
+    sample(&dir);
+    std::fs::write(dir.join("training.svg"), "<svg/>").unwrap();
+    let device = Backend::Flex.device();
+    let before = ModelPackage::load(&dir, &device).unwrap();
+    let weights = std::fs::read(dir.join("model.bpk")).unwrap();
+    let mut metrics = before.metrics.clone();
+    metrics["search_threshold"] = serde_json::json!(0.93);
+    before.update_metrics(&metrics).unwrap();
+    let after = ModelPackage::load(&dir, &device).unwrap();
+    assert_eq!(after.search_threshold, Some(0.93));
+    assert_eq!(after.fingerprint, before.fingerprint);
+    assert_eq!(std::fs::read(dir.join("model.bpk")).unwrap(), weights);
+    assert_eq!(std::fs::read_to_string(dir.join("training.svg")).unwrap(), "<svg/>");
+    // Metrics without a threshold are refused, and the package is unchanged.
+    assert!(after.update_metrics(&serde_json::json!({"search_threshold": 0.5})).is_err());
+    assert_eq!(ModelPackage::load(&dir, &device).unwrap().search_threshold, Some(0.93));
+}

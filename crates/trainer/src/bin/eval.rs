@@ -8,7 +8,7 @@ use burn::prelude::Device;
 use clap::Parser;
 use data::{Pair, PairFormat};
 use encoder::loss::POSITIVE_FROM;
-use encoder::{Backend, ModelPackage};
+use encoder::{Backend, Embedder, ModelPackage};
 use trainer::config::DataDirs;
 use trainer::plot::{pr_points, Histogram, PrCurve};
 use trainer::{EvalOptions, EvalReport};
@@ -67,6 +67,27 @@ struct Args {
     /// directory, created if missing. Encodes the pairs a second time.
     #[arg(long, value_name = "DIR")]
     plots: Option<PathBuf>,
+    /// Binary tasks: also judge search verdicts, as search flags its top 5 hits (corpus = the
+    /// split's distinct sentences, plus the training file's with --heldout; queries = first
+    /// sentences of duplicate pairs): detection (top hit is a labelled duplicate and flagged),
+    /// false alarm (with the labelled duplicates removed, a top-5 hit is still flagged), flags
+    /// per query, flag precision, and the detection / false-alarm curve over thresholds.
+    #[arg(long)]
+    verdicts: bool,
+    /// With --heldout (the package's own validation pairs, which also chose its epoch):
+    /// store in the package the search threshold with the most detection at false alarm at
+    /// most this rate, e.g. 0.2. Report search verdicts on other data than this.
+    #[arg(long, value_name = "MAX_FALSE_ALARM", requires = "heldout", value_parser = rate)]
+    calibrate_search: Option<f64>,
+}
+
+fn rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{s} is not a rate between 0 and 1"))
+    }
 }
 
 fn parse_range(s: &str) -> Result<(f32, f32), String> {
@@ -121,10 +142,28 @@ fn run() -> anyhow::Result<()> {
         extra_corpus: extra_refs.as_deref(),
     };
     let report = trainer::evaluate(&package, &pairs, &options, &device).context("evaluation failed")?;
+    if (args.verdicts || args.calibrate_search.is_some()) && graded {
+        anyhow::bail!("--verdicts and --calibrate-search judge binary tasks only; {what} is graded");
+    }
+    let embedder = || -> anyhow::Result<Embedder> { Ok(Embedder::new(ModelPackage::load(&args.model, &device)?, device.clone())) };
+    let verdicts = match args.verdicts {
+        true => Some(trainer::verdicts::search_verdicts(&embedder()?, &pairs, extra_refs.as_deref())?),
+        false => None,
+    };
     if args.json {
-        fsio::say!("{}", serde_json::to_string_pretty(&report)?)?;
+        let mut v = serde_json::to_value(&report)?;
+        if let Some(sv) = &verdicts {
+            v["search_verdicts"] = serde_json::to_value(sv)?;
+        }
+        fsio::say!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         print_report(&report, &what)?;
+        if let Some(sv) = &verdicts {
+            print_verdicts(sv)?;
+        }
+    }
+    if let Some(max_false_alarm) = args.calibrate_search {
+        calibrate(&package, &embedder()?, &pairs, extra_refs.as_deref(), max_false_alarm)?;
     }
     if let Some((dir, [pr, scores])) = plots {
         let name = match &input {
@@ -142,6 +181,55 @@ fn run() -> anyhow::Result<()> {
             fsio::say!("plots written to {} and {}", pr.display(), scores.display())?;
         }
     }
+    Ok(())
+}
+
+/// Search verdicts as text: the package's own threshold, the limit of the ranking, the curve.
+fn print_verdicts(v: &trainer::verdicts::SearchVerdicts) -> std::io::Result<()> {
+    let m = &v.at_package_threshold;
+    fsio::say!(
+        "search verdicts ({} queries, top 5 hits, flag: {} >= {:.4}): detection {:.4}  false alarm {:.4}  flags/query {:.2}  flag precision {:.4}",
+        m.queries, v.flag_score, m.threshold, m.detection, m.false_alarm, m.flags_per_query, m.flag_precision
+    )?;
+    if let Some(p) = &v.best_at_max_false_alarm {
+        fsio::say!(
+            "best detection at false alarm <= {:.2} (threshold chosen on these queries): {:.4} at {} >= {:.4}",
+            trainer::verdicts::MAX_FALSE_ALARM,
+            p.detection,
+            v.flag_score,
+            p.threshold
+        )?;
+    }
+    fsio::say!("curve: threshold  detection  false_alarm")?;
+    for p in trainer::verdicts::thin(&v.curve, 15) {
+        fsio::say!("       {:>9.4}  {:>9.4}  {:>11.4}", p.threshold, p.detection, p.false_alarm)?;
+    }
+    Ok(())
+}
+
+/// Stores in the package the search threshold chosen on `pairs` (its own validation pairs).
+fn calibrate(
+    package: &ModelPackage,
+    embedder: &Embedder,
+    pairs: &[Pair],
+    extra: Option<&[&str]>,
+    max_false_alarm: f64,
+) -> anyhow::Result<()> {
+    let Some(point) = trainer::verdicts::choose_search_threshold(embedder, pairs, extra, max_false_alarm)? else {
+        anyhow::bail!("no threshold keeps false alarm at or below {max_false_alarm} on these queries; the package is unchanged");
+    };
+    let mut metrics = package.metrics.clone();
+    metrics["search_threshold"] = serde_json::json!(point.threshold);
+    metrics["search_threshold_chosen_at"] =
+        serde_json::json!({"max_false_alarm": max_false_alarm, "detection": point.detection, "false_alarm": point.false_alarm});
+    package.update_metrics(&metrics)?;
+    fsio::say!(
+        "search threshold {:.4} stored in {} (on these queries: detection {:.4}, false alarm {:.4})",
+        point.threshold,
+        package.dir.display(),
+        point.detection,
+        point.false_alarm
+    )?;
     Ok(())
 }
 
