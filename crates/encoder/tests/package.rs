@@ -275,8 +275,9 @@ fn a_search_threshold_round_trips_and_older_packages_fall_back_to_the_pair_verdi
     let p = ModelPackage::load(&dir, &device).unwrap();
     assert_eq!(p.search_threshold, Some(0.9));
     assert_eq!(p.search_similarity_threshold(), Some(0.9));
-    // Euclidean on unit vectors: similarity = 1 − d²/2. d = 0.4 → 0.92 (flagged), d = 0.5 →
-    // 0.875 (not), though the pair threshold (d ≤ 0.8) calls both duplicates.
+    // Euclidean on unit vectors: similarity = 1 − d²/2, so the nearer distance clears the
+    // search threshold and the farther one does not, though the pair threshold calls both
+    // duplicates.
     assert!(p.is_search_duplicate(0.4, None) && p.is_duplicate(0.4, None));
     assert!(!p.is_search_duplicate(0.5, None) && p.is_duplicate(0.5, None));
 
