@@ -25,13 +25,22 @@ fn own_prefix() -> String {
     format!("{TEMP_PREFIX}{}-", std::process::id())
 }
 
+/// What is at `path` without following a symlink: `None` when nothing is.
+pub(crate) fn existing(path: &Path) -> Result<Option<std::fs::Metadata>> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(FsError::io(path, e)),
+    }
+}
+
 /// Refuses a target that exists and is not a regular file (symlink, directory, device, FIFO).
 fn check_file_target(target: &Path) -> Result<()> {
-    match std::fs::symlink_metadata(target) {
-        Ok(m) if m.file_type().is_file() => Ok(()),
-        Ok(m) => Err(FsError::refused(target, format!("is {}, not a regular file; refusing to replace it", kind(&m)))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(FsError::io(target, e)),
+    match existing(target)? {
+        Some(m) if !m.file_type().is_file() => {
+            Err(FsError::refused(target, format!("is {}, not a regular file; refusing to replace it", kind(&m))))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -180,14 +189,13 @@ impl AtomicDir {
 /// must not be touched (an error naming it): anything that is not a directory, a symlink, or a
 /// directory that `may_replace` refuses.
 pub fn check_dir_target(target: &Path, may_replace: impl FnOnce(&Path) -> std::result::Result<(), String>) -> Result<bool> {
-    match std::fs::symlink_metadata(target) {
-        Ok(m) if m.file_type().is_dir() => match may_replace(target) {
+    match existing(target)? {
+        None => Ok(false),
+        Some(m) if m.file_type().is_dir() => match may_replace(target) {
             Ok(()) => Ok(true),
             Err(reason) => Err(FsError::refused(target, reason)),
         },
-        Ok(m) => Err(FsError::refused(target, format!("is {}, not a directory this tool wrote; refusing to replace it", kind(&m)))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(FsError::io(target, e)),
+        Some(m) => Err(FsError::refused(target, format!("is {}, not a directory this tool wrote; refusing to replace it", kind(&m)))),
     }
 }
 

@@ -29,7 +29,7 @@ impl WriterLock {
     /// when it has to wait.
     pub fn acquire(target: &Path, on_wait: impl FnOnce(&Path)) -> Result<Self> {
         let path = Self::path_for(target);
-        if let Ok(m) = std::fs::symlink_metadata(&path) {
+        if let Some(m) = crate::atomic::existing(&path)? {
             if !m.file_type().is_file() {
                 return Err(FsError::refused(&path, format!("is {}, not a lock file", crate::atomic::kind(&m))));
             }

@@ -10,9 +10,10 @@ use crate::{FsError, Result};
 /// and a command never writes over the file it reads (`dedup F -o F`) or over a symlink,
 /// device or directory (`-o /dev/null`).
 pub fn check_output(output: &Path, inputs: &[&Path]) -> Result<()> {
-    match std::fs::symlink_metadata(output) {
-        Ok(m) if m.file_type().is_file() => {}
-        Ok(m) => {
+    match crate::atomic::existing(output)? {
+        None => return Ok(()),
+        Some(m) if m.file_type().is_file() => {}
+        Some(m) => {
             return Err(FsError::refused(
                 output,
                 format!(
@@ -21,8 +22,6 @@ pub fn check_output(output: &Path, inputs: &[&Path]) -> Result<()> {
                 ),
             ))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(FsError::io(output, e)),
     }
     for input in inputs {
         if same_file(output, input) {

@@ -274,7 +274,8 @@ fn nice_step(raw: f64) -> f64 {
     nice * mag
 }
 
-/// `v` rounded to a multiple of `step`, without float noise such as 0.6000000000000001 or -0:
+/// `v` rounded to a multiple of `step`, without the float noise of repeated addition (a last
+/// stray digit, or a negative zero):
 /// the multiple is rounded in decimal units of the step (tenths for 0.2) and then divided.
 fn clean(v: f64, step: f64) -> f64 {
     let k = (v / step).round();

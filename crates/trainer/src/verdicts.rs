@@ -1,5 +1,5 @@
 //! The search verdicts of a model package (see `data::verdicts`): the evaluation behind
-//! `eval --verdicts`, and the choice of a package's search threshold on a selection corpus.
+//! `eval --verdicts`, whose curve `eval --calibrate-search` picks a search threshold from.
 //!
 //! The corpus is every distinct question of the pairs (plus any extra corpus, e.g. every
 //! question of a training file as distractors); the queries are the first questions of the
@@ -83,20 +83,6 @@ pub fn search_verdicts(embedder: &Embedder, pairs: &[Pair], extra_corpus: Option
         best_at_max_false_alarm: pick_threshold(&curve, MAX_FALSE_ALARM),
         curve,
     })
-}
-
-/// The search threshold to store in a package: the one with the most detection at false alarm
-/// at most `max_false_alarm` on the retrieval task of the selection `pairs`. `None` when no
-/// threshold keeps false alarms that low.
-pub fn choose_search_threshold(
-    embedder: &Embedder,
-    pairs: &[Pair],
-    extra_corpus: Option<&[&str]>,
-    max_false_alarm: f64,
-) -> Result<Option<CurvePoint>> {
-    let split = split_of(pairs, extra_corpus);
-    let ranked = ranked_with_flags(embedder, &split)?;
-    Ok(pick_threshold(&verdict_curve(&ranked, &split.relevant), max_false_alarm))
 }
 
 /// At most `n` points of `curve`, evenly spread along it (both ends kept), for printing.

@@ -145,25 +145,28 @@ fn run() -> anyhow::Result<()> {
     if (args.verdicts || args.calibrate_search.is_some()) && graded {
         anyhow::bail!("--verdicts and --calibrate-search judge binary tasks only; {what} is graded");
     }
-    let embedder = || -> anyhow::Result<Embedder> { Ok(Embedder::new(ModelPackage::load(&args.model, &device)?, device.clone())) };
-    let verdicts = match args.verdicts {
-        true => Some(trainer::verdicts::search_verdicts(&embedder()?, &pairs, extra_refs.as_deref())?),
+    // One ranking of the corpus serves both the report and the calibration.
+    let verdicts = match args.verdicts || args.calibrate_search.is_some() {
+        true => {
+            let embedder = Embedder::new(ModelPackage::load(&args.model, &device)?, device.clone());
+            Some(trainer::verdicts::search_verdicts(&embedder, &pairs, extra_refs.as_deref())?)
+        }
         false => None,
     };
     if args.json {
         let mut v = serde_json::to_value(&report)?;
-        if let Some(sv) = &verdicts {
+        if let Some(sv) = verdicts.as_ref().filter(|_| args.verdicts) {
             v["search_verdicts"] = serde_json::to_value(sv)?;
         }
         fsio::say!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         print_report(&report, &what)?;
-        if let Some(sv) = &verdicts {
+        if let Some(sv) = verdicts.as_ref().filter(|_| args.verdicts) {
             print_verdicts(sv)?;
         }
     }
-    if let Some(max_false_alarm) = args.calibrate_search {
-        calibrate(&package, &embedder()?, &pairs, extra_refs.as_deref(), max_false_alarm)?;
+    if let (Some(max_false_alarm), Some(sv)) = (args.calibrate_search, &verdicts) {
+        calibrate(&package, sv, max_false_alarm)?;
     }
     if let Some((dir, [pr, scores])) = plots {
         let name = match &input {
@@ -207,15 +210,9 @@ fn print_verdicts(v: &trainer::verdicts::SearchVerdicts) -> std::io::Result<()> 
     Ok(())
 }
 
-/// Stores in the package the search threshold chosen on `pairs` (its own validation pairs).
-fn calibrate(
-    package: &ModelPackage,
-    embedder: &Embedder,
-    pairs: &[Pair],
-    extra: Option<&[&str]>,
-    max_false_alarm: f64,
-) -> anyhow::Result<()> {
-    let Some(point) = trainer::verdicts::choose_search_threshold(embedder, pairs, extra, max_false_alarm)? else {
+/// Stores in the package the search threshold chosen on the curve of its own validation pairs.
+fn calibrate(package: &ModelPackage, verdicts: &trainer::verdicts::SearchVerdicts, max_false_alarm: f64) -> anyhow::Result<()> {
+    let Some(point) = data::verdicts::pick_threshold(&verdicts.curve, max_false_alarm) else {
         anyhow::bail!("no threshold keeps false alarm at or below {max_false_alarm} on these queries; the package is unchanged");
     };
     let mut metrics = package.metrics.clone();
