@@ -7,8 +7,19 @@
 //! (contrastive, online contrastive, in-batch negatives, regression) train them.
 //! A trained model lives in a [`ModelPackage`] directory; an [`Embedder`] turns a package into a
 //! fast batch encoder for search and scoring. On the CPU backends the LSTM runs as one fused burn
-//! operation with a hand-written backward pass ([`lstm_op`] over the kernels of [`fused`]); on
-//! wgpu it runs as composed tensor ops.
+//! operation with a hand-written backward pass over host kernels, and inference skips tensors
+//! altogether ([`HostEncoder`]); on wgpu it runs as composed tensor ops.
+//!
+//! The source is split by concern:
+//!
+//! - `model/`: the burn model and what trains it ([`model`]: encoder, LSTM, verdict head,
+//!   energies, losses, GloVe);
+//! - `cpu/`: host kernels for the CPU backends (the matrix product, the gate arithmetic, the
+//!   recurrence forward and backward, the fused burn operation, the host inference path);
+//! - `runtime/`: using a trained model ([`runtime`]: backend choice, model package, embedder).
+//!
+//! The modules of `model/` and `runtime/` are also reachable at the crate root
+//! (`encoder::loss`, `encoder::package`, ...), and the most used items are re-exported here.
 //!
 //! ```
 //! use encoder::{Backend, BatchTensors, Energy, EncoderConfig};
@@ -24,29 +35,26 @@
 //! assert!(d.into_scalar::<f32>() < 2.0); // unit vectors are at most 2 apart
 //! ```
 
-pub mod backend;
-pub mod embed;
-pub mod energy;
-pub mod fused;
-pub mod glove;
-pub mod head;
-pub mod host;
-pub mod loss;
-pub mod lstm;
-pub mod lstm_op;
+mod cpu;
 pub mod model;
-pub mod package;
+pub mod runtime;
+
+pub use model::{energy, glove, head, loss, lstm};
+pub use runtime::{backend, embed, package};
 
 pub use backend::Backend;
+pub use cpu::gemm::matmul;
+pub use cpu::host::HostEncoder;
 pub use embed::Embedder;
 pub use energy::Energy;
 pub use glove::{Coverage, Glove};
 pub use head::{verdict_loss, VerdictHead, VerdictHeadConfig};
-pub use host::HostEncoder;
-pub use loss::{contrastive_loss, in_batch_negatives_loss, online_contrastive_loss, regression_loss};
+pub use loss::{
+    contrastive_loss, in_batch_negatives_loss, online_contrastive_loss, projection_distill_loss, regression_loss, similarity_distill_loss,
+};
 pub use lstm::{MaskedLstm, MaskedLstmConfig};
 pub use model::{l2_normalize, BatchTensors, EncoderConfig, Pooling, SentenceEncoder, TwinEncoder};
-pub use package::{ModelPackage, PackageConfig};
+pub use package::{ModelPackage, PackageConfig, SearchFlag};
 
 use std::path::{Path, PathBuf};
 

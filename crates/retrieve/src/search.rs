@@ -121,7 +121,7 @@ pub fn top_k_batch(vectors: &[f32], dim: usize, queries: &[f32], k: usize) -> Ve
             let c = &mut scores[..mq * b];
             // C (mq × b, row stride b) = group (mq × dim, row stride dim) · blockᵀ (dim × b:
             // row stride 1, column stride dim), on every core.
-            encoder::fused::matmul(mq, dim, b, (group, dim as isize, 1), (block, 1, dim as isize), false, c, b as isize, true);
+            encoder::matmul(mq, dim, b, (group, dim as isize, 1), (block, 1, dim as isize), false, c, b as isize, true);
             heaps[qs..qs + mq].par_iter_mut().zip(c.par_chunks(b)).for_each(|(heap, row)| select_into(heap, row, vs, k));
         }
     }

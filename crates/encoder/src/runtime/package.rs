@@ -6,7 +6,8 @@
 //!   tokenizer.json  the vocabulary, in the tokenizers crate's format
 //!   model.bpk       the weights, in burn's burnpack format
 //!   metrics.json    validation metrics per epoch, the decision threshold on distance, and
-//!                   optionally a "search_threshold" for flags on search hits
+//!                   optionally a "search_threshold" for flags on search hits (and
+//!                   "search_flag": the score it applies to)
 //!   head.bpk        only with a verdict head: its weights (config.json then has "head", and
 //!                   metrics.json a "head_threshold" on the head's probability)
 //! ```
@@ -30,8 +31,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokenize::WordTokenizer;
 
-use crate::energy::Energy;
-use crate::head::{VerdictHead, VerdictHeadConfig};
+use crate::model::energy::Energy;
+use crate::model::head::{VerdictHead, VerdictHeadConfig};
 use crate::model::{EncoderConfig, SentenceEncoder};
 use crate::{EncoderError, Result};
 
@@ -111,8 +112,41 @@ pub struct ModelPackage {
     /// [`threshold`](Self::threshold). On the head's probability for packages with a head, else
     /// on the energy's similarity. `None` for older packages: search then uses the pair verdict.
     pub search_threshold: Option<f64>,
+    /// What the search threshold applies to (`metrics.json`'s `search_flag`): by default the
+    /// head's probability for packages with a head, else the similarity. A package with a head
+    /// may flag search hits by similarity when that detects more at the same false-alarm rate.
+    pub search_flag: SearchFlag,
     /// Hash of the config, tokenizer and weights: an index built with another model is detected.
     pub fingerprint: String,
+}
+
+/// The score a package's search threshold applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchFlag {
+    /// The verdict head's probability.
+    HeadProbability,
+    /// The energy's similarity.
+    Similarity,
+}
+
+impl SearchFlag {
+    /// What search flags on when `metrics.json` does not say: the head when there is one.
+    pub fn default_for(has_head: bool) -> Self {
+        if has_head {
+            SearchFlag::HeadProbability
+        } else {
+            SearchFlag::Similarity
+        }
+    }
+
+    /// How reports name it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            SearchFlag::HeadProbability => "head probability",
+            SearchFlag::Similarity => "similarity",
+        }
+    }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -216,7 +250,29 @@ impl ModelPackage {
                     .ok_or_else(|| corrupt(&metrics_path, "\"search_threshold\" must be a finite number"))?,
             ),
         };
-        Ok(Self { dir: dir.to_path_buf(), config, tokenizer, encoder, metrics, threshold, head, search_threshold, fingerprint })
+        let search_flag = match metrics.get("search_flag") {
+            None | Some(serde_json::Value::Null) => SearchFlag::default_for(head.is_some()),
+            Some(v) => {
+                let flag: SearchFlag = serde_json::from_value(v.clone())
+                    .map_err(|_| corrupt(&metrics_path, "\"search_flag\" must be \"similarity\" or \"head_probability\""))?;
+                if search_threshold.is_none() || (flag == SearchFlag::HeadProbability && head.is_none()) {
+                    return Err(corrupt(&metrics_path, "\"search_flag\" needs a \"search_threshold\" (and \"head_probability\" a head)"));
+                }
+                flag
+            }
+        };
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            config,
+            tokenizer,
+            encoder,
+            metrics,
+            threshold,
+            head,
+            search_threshold,
+            search_flag,
+            fingerprint,
+        })
     }
 
     /// The verdict on one pair, the one place every command decides "duplicate": with a verdict
@@ -230,29 +286,33 @@ impl ModelPackage {
     }
 
     /// The verdict on a search hit (or a pair mined by `dedup`): with a search threshold, the
-    /// head's probability (packages with a head) or the energy's similarity against it;
-    /// without one, the pair verdict [`is_duplicate`](Self::is_duplicate).
+    /// [`search_flag`](Self::search_flag) score against it; without one, the pair verdict
+    /// [`is_duplicate`](Self::is_duplicate).
     pub fn is_search_duplicate(&self, distance: f64, head_probability: Option<f32>) -> bool {
-        match (self.search_threshold, &self.head, head_probability) {
-            (Some(t), Some(_), Some(p)) => f64::from(p) >= t,
-            (Some(t), None, _) => self.config.energy.similarity_from_distance(distance) >= t,
+        match (self.search_threshold, self.search_flag, head_probability) {
+            (Some(t), SearchFlag::HeadProbability, Some(p)) => f64::from(p) >= t,
+            (Some(t), SearchFlag::Similarity, _) => self.config.energy.similarity_from_distance(distance) >= t,
             _ => self.is_duplicate(distance, head_probability),
         }
     }
 
     /// The similarity from which search flags a hit, for packages that judge search hits by
-    /// similarity (no head): the search threshold, else the pair threshold as a similarity.
+    /// similarity: the search threshold, else (no head) the pair threshold as a similarity.
     pub fn search_similarity_threshold(&self) -> Option<f64> {
-        match (&self.head, self.search_threshold) {
-            (Some(_), _) => None,
-            (None, Some(t)) => Some(t),
-            (None, None) => Some(self.config.energy.similarity_from_distance(self.threshold)),
+        match (self.search_flag, self.search_threshold) {
+            (SearchFlag::HeadProbability, _) => None,
+            (SearchFlag::Similarity, Some(t)) => Some(t),
+            (SearchFlag::Similarity, None) => Some(self.config.energy.similarity_from_distance(self.threshold)),
         }
     }
 
-    /// The head probability from which search flags a hit, for packages with a head.
+    /// The head probability from which search flags a hit, for packages that judge search hits
+    /// by their head.
     pub fn search_probability_threshold(&self) -> Option<f64> {
-        self.head.as_ref().map(|(_, t)| self.search_threshold.unwrap_or(*t))
+        match self.search_flag {
+            SearchFlag::HeadProbability => self.head.as_ref().map(|(_, t)| self.search_threshold.unwrap_or(*t)),
+            SearchFlag::Similarity => None,
+        }
     }
 
     /// Writes a package to `dir` atomically (a complete temporary sibling, then a rename).
@@ -275,6 +335,9 @@ impl ModelPackage {
         }
         if head.is_some() && !finite("head_threshold") {
             return Err(corrupt(dir, "a package with a head must carry a finite \"head_threshold\""));
+        }
+        if metrics.get("search_flag").is_some_and(|v| !v.is_null()) && !finite("search_threshold") {
+            return Err(corrupt(dir, "\"search_flag\" needs a finite \"search_threshold\""));
         }
         if metrics.get("search_threshold").is_some_and(|v| !v.is_null()) && !finite("search_threshold") {
             return Err(corrupt(dir, "\"search_threshold\", when given, must be finite"));

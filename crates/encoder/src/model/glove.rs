@@ -7,7 +7,7 @@ use std::path::Path;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::lstm::uniform;
+use super::lstm::uniform;
 use crate::{EncoderError, Result};
 
 /// The words and vectors of a GloVe file, in file order (most frequent first).

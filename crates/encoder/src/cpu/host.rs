@@ -1,7 +1,7 @@
 //! Inference on the host for the CPU backends: token ids in, sentence vectors out, with no
 //! tensor in between.
 //!
-//! On ndarray and flex the LSTM already runs as host code ([`crate::fused`]); around it, the
+//! On ndarray and flex the LSTM already runs as host code ([`super::recurrence`]); around it, the
 //! tensor version of [`SentenceEncoder::forward`] gathers word vectors, builds masks, copies every
 //! step's state back into a tensor, pools and normalises with a dozen allocating tensor
 //! operations. That was about half of encoding time. [`HostEncoder`] copies the weights out once
@@ -9,7 +9,8 @@
 
 use std::sync::OnceLock;
 
-use crate::fused::{self, Packing};
+use super::gemm::matmul;
+use super::recurrence::{self, Packing};
 use crate::model::{Pooling, SentenceEncoder};
 
 /// Memory allowed for the per-word input projections of [`HostEncoder::precompute_projections`]:
@@ -96,7 +97,7 @@ impl HostEncoder {
                         row.copy_from_slice(&dir.bias);
                     }
                     let input = (&self.table[..words * d], d as isize, 1);
-                    fused::matmul(words, d, g4, input, (&dir.w_input, g4 as isize, 1), true, &mut p, g4 as isize, true);
+                    matmul(words, d, g4, input, (&dir.w_input, g4 as isize, 1), true, &mut p, g4 as isize, true);
                     p
                 })
                 .collect()
@@ -148,7 +149,7 @@ impl HostEncoder {
                     inputs[j * d..(j + 1) * d].copy_from_slice(&self.table[id * d..(id + 1) * d]);
                     proj[j * g4..(j + 1) * g4].copy_from_slice(&dir.bias);
                 }
-                fused::matmul(m, d, g4, (&inputs, d as isize, 1), (&dir.w_input, g4 as isize, 1), true, &mut proj, g4 as isize, parallel);
+                matmul(m, d, g4, (&inputs, d as isize, 1), (&dir.w_input, g4 as isize, 1), true, &mut proj, g4 as isize, parallel);
                 for (j, &(p, _)) in rest.iter().enumerate() {
                     gates[p * g4..(p + 1) * g4].copy_from_slice(&proj[j * g4..(j + 1) * g4]);
                 }
@@ -157,7 +158,7 @@ impl HostEncoder {
             let start = if self.pooling == Pooling::Max { f32::NEG_INFINITY } else { 0.0 };
             let mut pooled = vec![start; n * h];
             let pooling = self.pooling;
-            fused::infer(&packing, &mut gates, &dir.w_hidden, h, parallel, |s, live, hidden| {
+            recurrence::infer(&packing, &mut gates, &dir.w_hidden, h, parallel, |s, live, hidden| {
                 for (acc, x) in pooled[..live * h].chunks_exact_mut(h).zip(hidden.chunks_exact(h)) {
                     match pooling {
                         Pooling::Last => {}

@@ -1,12 +1,12 @@
-//! The host kernels of [`crate::fused`] as one burn operation with its own backward pass.
+//! The host kernels of [`super::recurrence`] as one burn operation with its own backward pass.
 //!
 //! burn 0.22 lets a crate add operations to its runtime-dispatched backends
 //! (`#[backend_extension]`). [`FusedLstmOps::fused_masked_lstm`] is such an operation for the two
 //! CPU backends, ndarray and flex, and for autodiff on top of either: the autodiff version records
 //! ONE graph node for the whole recurrence and back-propagates through it with
-//! [`crate::fused::backward`], instead of recording some twenty nodes per time step. Other
-//! devices (wgpu) keep the composed tensor-op recurrence of [`crate::lstm`], which runs where the
-//! tensors live.
+//! [`super::recurrence::backward`], instead of recording some twenty nodes per time step. Other
+//! devices (wgpu) keep the composed tensor-op recurrence of [`crate::model::lstm`], which runs
+//! where the tensors live.
 
 // ndarray is deprecated upstream in favour of flex; the product keeps it on purpose, and the
 // extension macro's generated code names it too.
@@ -22,12 +22,12 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Backend, DispatchDevice, Flex, NdArray, TensorMetadata};
 use burn::prelude::*;
 
-use crate::fused::{self, Saved, Weights};
+use super::recurrence::{self, Saved, Weights};
 
 /// A masked LSTM pass as one operation: `[B, T, d]` inputs and a `[B, T]` mask (1 = token,
 /// 0 = padding, rows right-padded) to every step's hidden state `[B, T, h]`, zero on padding.
 #[backend_extension(NdArray, Flex, Autodiff)]
-pub trait FusedLstmOps: Backend {
+pub(crate) trait FusedLstmOps: Backend {
     /// Runs the recurrence with weights `w_input` `[d, 4h]`, `w_hidden` `[h, 4h]`, `bias` `[4h]`.
     fn fused_masked_lstm(
         input: FloatTensor<Self>,
@@ -40,12 +40,12 @@ pub trait FusedLstmOps: Backend {
 }
 
 /// Whether `device` runs the fused operation (ndarray or flex, with or without autodiff).
-pub fn supported(device: &Device) -> bool {
+pub(crate) fn supported(device: &Device) -> bool {
     matches!(device.clone().inner().as_dispatch(), DispatchDevice::NdArray(_) | DispatchDevice::Flex(_))
 }
 
 /// Runs the fused operation on tensors of the high-level API. `device` must be [`supported`].
-pub fn masked_lstm(
+pub(crate) fn masked_lstm(
     input: Tensor<3>,
     mask: Tensor<2>,
     w_input: Tensor<2>,
@@ -79,7 +79,7 @@ fn lengths(mask: &[f32], b: usize, t: usize) -> Vec<usize> {
 
 /// Everything the backward pass reads: the forward's buffers and the weights it used.
 #[derive(Debug)]
-pub struct LstmState {
+pub(crate) struct LstmState {
     saved: Saved,
     w_input: Vec<f32>,
     w_hidden: Vec<f32>,
@@ -111,7 +111,7 @@ fn run<B: Backend>(
     let lengths = lengths(&host::<B>(mask), b, t);
     let (w_input, w_hidden, bias) = (host::<B>(w_input), host::<B>(w_hidden), host::<B>(bias));
     let weights = Weights { w_input: &w_input, w_hidden: &w_hidden, bias: &bias, d, h };
-    let (out, saved) = fused::forward(&input, &lengths, t, weights, reverse, save);
+    let (out, saved) = recurrence::forward(&input, &lengths, t, weights, reverse, save);
     let out = B::float_from_data(TensorData::new(out, [b, t, h]), &device);
     let state = saved.map(|saved| Arc::new(LstmState { saved, w_input, w_hidden, bias, dims: [b, t, d, h] }));
     (out, state)
@@ -149,7 +149,7 @@ impl<B: Backend> Backward<B, 4> for LstmBackward {
         let grad_output = grads.consume::<B>(&ops.node);
         let device = grad_output.device();
         let [b, t, d, h] = state.dims;
-        let g = fused::backward(&state.saved, &host::<B>(grad_output), t, state.weights());
+        let g = recurrence::backward(&state.saved, &host::<B>(grad_output), t, state.weights());
         let [input, w_input, w_hidden, bias] = ops.parents;
         if let Some(node) = input {
             grads.register::<B>(node.id, B::float_from_data(TensorData::new(g.input, [b, t, d]), &device));

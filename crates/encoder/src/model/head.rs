@@ -14,7 +14,7 @@ use burn::tensor::activation::{log_sigmoid, relu, sigmoid};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::lstm::uniform;
+use super::lstm::uniform;
 
 /// Shape of a [`VerdictHead`]; stored in the package's `config.json`.
 #[derive(Config, Debug, PartialEq)]

@@ -14,45 +14,49 @@
 //! - the backward pass is hand-derived back-propagation through time, with one matmul per step
 //!   for the recurrent gradient and one each for the weight gradients of the whole sequence.
 //!
-//! A row's final state is the state after its last real token, exactly as the mask-gated
-//! recurrence in [`crate::lstm`] computes it; the tests there check both against each other and
-//! against burn's stock `Lstm`.
+//! The gate arithmetic of a row lives in [`super::gates`], the matmuls in [`super::gemm`]. A
+//! row's final state is the state after its last real token, exactly as the mask-gated
+//! recurrence in [`crate::model::lstm`] computes it; the tests there check both against each
+//! other and against burn's stock `Lstm`.
 
 use rayon::prelude::*;
 
+use super::gates::{step_row, step_row_backward};
+use super::gemm::matmul;
+
 /// Weights of one direction, row-major, gates ordered input, forget, cell, output.
 #[derive(Debug, Clone, Copy)]
-pub struct Weights<'a> {
+pub(crate) struct Weights<'a> {
     /// `[d, 4h]`.
-    pub w_input: &'a [f32],
+    pub(crate) w_input: &'a [f32],
     /// `[h, 4h]`.
-    pub w_hidden: &'a [f32],
+    pub(crate) w_hidden: &'a [f32],
     /// `[4h]`.
-    pub bias: &'a [f32],
+    pub(crate) bias: &'a [f32],
     /// Input size.
-    pub d: usize,
+    pub(crate) d: usize,
     /// Hidden size.
-    pub h: usize,
+    pub(crate) h: usize,
 }
 
 /// Where each step's rows live in the packed layout.
 #[derive(Debug, Clone)]
-pub struct Packing {
+pub(crate) struct Packing {
     /// Sorted position → row of the batch (longest row first).
-    pub order: Vec<usize>,
+    pub(crate) order: Vec<usize>,
     /// Length of each sorted row.
-    pub lens: Vec<usize>,
+    pub(crate) lens: Vec<usize>,
     /// Per step: offset of its first row in the packed buffers, and how many rows still read.
-    pub steps: Vec<(usize, usize)>,
+    pub(crate) steps: Vec<(usize, usize)>,
     /// Packed rows in all (the number of real tokens).
-    pub total: usize,
+    pub(crate) total: usize,
     /// Read each row from its last token to its first.
-    pub reverse: bool,
+    pub(crate) reverse: bool,
 }
 
 impl Packing {
     /// Packs a batch whose rows have `lengths` real tokens (right-padded to any width).
-    pub fn new(lengths: &[usize], reverse: bool) -> Self {
+    pub(crate) fn new(lengths: &[usize], reverse: bool) -> Self {
         let mut order: Vec<usize> = (0..lengths.len()).collect();
         order.sort_by_key(|&r| std::cmp::Reverse(lengths[r]));
         let lens: Vec<usize> = order.iter().map(|&r| lengths[r]).collect();
@@ -68,7 +72,7 @@ impl Packing {
     }
 
     /// Time index, in the padded batch, of sorted row `r` at step `s`.
-    pub fn position(&self, r: usize, s: usize) -> usize {
+    pub(crate) fn position(&self, r: usize, s: usize) -> usize {
         if self.reverse {
             self.lens[r] - 1 - s
         } else {
@@ -77,7 +81,7 @@ impl Packing {
     }
 
     /// Calls `f(packed_row, batch_row, time)` for every real token.
-    pub fn for_each(&self, mut f: impl FnMut(usize, usize, usize)) {
+    pub(crate) fn for_each(&self, mut f: impl FnMut(usize, usize, usize)) {
         for (s, &(offset, n)) in self.steps.iter().enumerate() {
             for r in 0..n {
                 f(offset + r, self.order[r], self.position(r, s));
@@ -88,94 +92,30 @@ impl Packing {
 
 /// What the backward pass needs from the forward pass.
 #[derive(Debug, Clone)]
-pub struct Saved {
+pub(crate) struct Saved {
     /// The packing of the batch.
-    pub packing: Packing,
+    pub(crate) packing: Packing,
     /// Packed inputs, `[N, d]`.
-    pub inputs: Vec<f32>,
+    pub(crate) inputs: Vec<f32>,
     /// Activated gates (i, f, g, o) per packed row, `[N, 4h]`.
-    pub gates: Vec<f32>,
+    pub(crate) gates: Vec<f32>,
     /// Cell state after each packed row, `[N, h]`.
-    pub cells: Vec<f32>,
+    pub(crate) cells: Vec<f32>,
     /// Hidden state after each packed row, `[N, h]`.
-    pub hidden: Vec<f32>,
+    pub(crate) hidden: Vec<f32>,
 }
 
 /// Gradients of one direction.
 #[derive(Debug, Clone)]
-pub struct Grads {
+pub(crate) struct Grads {
     /// `[B, T, d]`, zero on padding.
-    pub input: Vec<f32>,
+    pub(crate) input: Vec<f32>,
     /// `[d, 4h]`.
-    pub w_input: Vec<f32>,
+    pub(crate) w_input: Vec<f32>,
     /// `[h, 4h]`.
-    pub w_hidden: Vec<f32>,
+    pub(crate) w_hidden: Vec<f32>,
     /// `[4h]`.
-    pub bias: Vec<f32>,
-}
-
-/// `c[m, n] (+)= a[m, k] · b[k, n]`, each operand given with its row and column strides; `c` is
-/// row-major with row stride `rsc`. `parallel` spreads one large product over rayon's threads;
-/// the per-step products are small and run inside a rayon task of their own instead. Public so
-/// that other crates (the batched search) get gemm with its bounds checked, not another `unsafe`.
-#[allow(clippy::too_many_arguments)]
-pub fn matmul(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: (&[f32], isize, isize),
-    b: (&[f32], isize, isize),
-    accumulate: bool,
-    c: &mut [f32],
-    rsc: isize,
-    parallel: bool,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    let last = |rows: usize, cols: usize, rs: isize, cs: isize| -> usize {
-        if rows == 0 || cols == 0 {
-            0
-        } else {
-            ((rows - 1) as isize * rs + (cols - 1) as isize * cs) as usize + 1
-        }
-    };
-    assert!(a.0.len() >= last(m, k, a.1, a.2) && b.0.len() >= last(k, n, b.1, b.2) && c.len() >= last(m, n, rsc, 1));
-    if k == 0 {
-        if !accumulate {
-            for row in 0..m {
-                c[row * rsc as usize..row * rsc as usize + n].fill(0.0);
-            }
-        }
-        return;
-    }
-    let parallelism = if parallel { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
-    // SAFETY: the assertion above keeps every strided access inside the three slices, and `c`
-    // does not alias `a` or `b` (it is a distinct `&mut`). gemm computes
-    // `dst = alpha · dst + beta · lhs · rhs`, reading `dst` only when `accumulate`.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            rsc,
-            accumulate,
-            a.0.as_ptr(),
-            a.2,
-            a.1,
-            b.0.as_ptr(),
-            b.2,
-            b.1,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
+    pub(crate) bias: Vec<f32>,
 }
 
 /// Rows per rayon task for a step of `n` rows: the rows split evenly over the threads, unless the
@@ -185,124 +125,6 @@ fn block_rows(n: usize, h: usize) -> usize {
         n.max(1)
     } else {
         n.div_ceil(rayon::current_num_threads()).max(1)
-    }
-}
-
-/// `e^x` to about 2 ulp: range reduction to `[-ln2/2, ln2/2]`, a degree-6 polynomial (Cephes'
-/// `expf` coefficients) and the exponent written into the float's bits. Unlike libm's `expf`
-/// it inlines, so the gate loops below vectorize; the gate functions spend most of their time
-/// here. `n` is rounded by adding 1.5 · 2²³, whose sum holds `n` in its low mantissa bits: a
-/// float-to-int `as` cast would saturate lane by lane and keep the loop scalar.
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    const SHIFT: f32 = 12_582_912.0; // 1.5 · 2²³
-    let x = x.clamp(-87.0, 88.0);
-    let t = x * std::f32::consts::LOG2_E + SHIFT;
-    let n = t - SHIFT;
-    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5; // Cephes: 5.0000001e-1, which is 0.5 in f32
-    let e = p * r * r + r + 1.0;
-    // t's bits are SHIFT's plus n, and n + 127 lies in [1, 254]: a valid biased exponent.
-    e * f32::from_bits(t.to_bits().wrapping_sub(SHIFT.to_bits() - 127) << 23)
-}
-
-#[inline(always)]
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + exp(-x))
-}
-
-#[inline(always)]
-fn tanh(x: f32) -> f32 {
-    2.0 * sigmoid(2.0 * x) - 1.0
-}
-
-/// Compiles `$body` twice, once for AVX2 + FMA, and picks the version the CPU supports at run
-/// time: the workspace builds for baseline x86-64, whose 4-wide SSE leaves half the machine idle.
-macro_rules! multiversion {
-    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
-        $(#[$meta])*
-        fn $name($($arg: $ty),*) {
-            #[inline(always)]
-            fn body($($arg: $ty),*) $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2($($arg: $ty),*) {
-                    body($($arg),*)
-                }
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU was just checked for both features.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            body($($arg),*)
-        }
-    };
-}
-
-multiversion! {
-    /// One step of one row: `z` holds the gate pre-activations and leaves holding the activated
-    /// gates; `cell` and `hidden` receive the new state.
-    fn step_row(z: &mut [f32], c_prev: &[f32], cell: &mut [f32], hidden: &mut [f32]) {
-        let h = cell.len();
-        let (zi, rest) = z.split_at_mut(h);
-        let (zf, rest) = rest.split_at_mut(h);
-        let (zg, zo) = rest.split_at_mut(h);
-        let (zf, zg, zo, c_prev, hidden) = (&mut zf[..h], &mut zg[..h], &mut zo[..h], &c_prev[..h], &mut hidden[..h]);
-        for u in 0..h {
-            let i = sigmoid(zi[u]);
-            let f = sigmoid(zf[u]);
-            let g = tanh(zg[u]);
-            let o = sigmoid(zo[u]);
-            let c = f * c_prev[u] + i * g;
-            cell[u] = c;
-            hidden[u] = o * tanh(c);
-            zi[u] = i;
-            zf[u] = f;
-            zg[u] = g;
-            zo[u] = o;
-        }
-    }
-}
-
-multiversion! {
-    /// Back-propagates one row of one step: from the activated gates `z`, the cell states, and the
-    /// incoming gradients of the hidden state (`dh` carried plus `dh_out` from the output) and of
-    /// the cell (`dc`, replaced by the gradient for the previous cell), into `dz`.
-    fn step_row_backward(
-        z: &[f32],
-        cell: &[f32],
-        c_prev: &[f32],
-        dh: &[f32],
-        dh_out: &[f32],
-        dc: &mut [f32],
-        dz: &mut [f32],
-    ) {
-        let h = cell.len();
-        let (zi, rest) = z.split_at(h);
-        let (zf, rest) = rest.split_at(h);
-        let (zg, zo) = rest.split_at(h);
-        let (dzi, rest) = dz.split_at_mut(h);
-        let (dzf, rest) = rest.split_at_mut(h);
-        let (dzg, dzo) = rest.split_at_mut(h);
-        let (zi, zf, zg, zo, c_prev, dh, dh_out, dc) = (&zi[..h], &zf[..h], &zg[..h], &zo[..h], &c_prev[..h], &dh[..h], &dh_out[..h], &mut dc[..h]);
-        let (dzi, dzf, dzg, dzo) = (&mut dzi[..h], &mut dzf[..h], &mut dzg[..h], &mut dzo[..h]);
-        for u in 0..h {
-            let (i, f, g, o) = (zi[u], zf[u], zg[u], zo[u]);
-            let tc = tanh(cell[u]);
-            let dhu = dh[u] + dh_out[u];
-            let dcu = dc[u] + dhu * o * (1.0 - tc * tc);
-            dzi[u] = dcu * g * i * (1.0 - i);
-            dzf[u] = dcu * c_prev[u] * f * (1.0 - f);
-            dzg[u] = dcu * i * (1.0 - g * g);
-            dzo[u] = dhu * tc * o * (1.0 - o);
-            dc[u] = dcu * f;
-        }
     }
 }
 
@@ -354,7 +176,7 @@ fn step(
 /// Runs the LSTM over `input` `[B, T, d]` whose rows have `lengths` real tokens. Returns every
 /// step's hidden state `[B, T, h]` (zero on padding) and, with `save`, what the backward pass
 /// needs.
-pub fn forward(input: &[f32], lengths: &[usize], t: usize, w: Weights<'_>, reverse: bool, save: bool) -> (Vec<f32>, Option<Saved>) {
+pub(crate) fn forward(input: &[f32], lengths: &[usize], t: usize, w: Weights<'_>, reverse: bool, save: bool) -> (Vec<f32>, Option<Saved>) {
     let (d, h) = (w.d, w.h);
     let b = lengths.len();
     let g4 = 4 * h;
@@ -404,7 +226,7 @@ pub fn forward(input: &[f32], lengths: &[usize], t: usize, w: Weights<'_>, rever
 /// rows), so callers pool as they go instead of keeping `[B, T, h]`: only two steps of state
 /// are held. `parallel` splits each step's rows over rayon's threads; without it the pass runs
 /// on the calling thread, for callers that already run one batch per thread.
-pub fn infer(
+pub(crate) fn infer(
     packing: &Packing,
     gates: &mut [f32],
     w_hidden: &[f32],
@@ -428,7 +250,7 @@ pub fn infer(
 
 /// Back-propagates `grad_output` `[B, T, h]` (the gradient of every step's hidden state; padding
 /// entries are ignored) through the pass that produced `saved`.
-pub fn backward(saved: &Saved, grad_output: &[f32], t: usize, w: Weights<'_>) -> Grads {
+pub(crate) fn backward(saved: &Saved, grad_output: &[f32], t: usize, w: Weights<'_>) -> Grads {
     let (d, h) = (w.d, w.h);
     let g4 = 4 * h;
     let packing = &saved.packing;
@@ -526,22 +348,6 @@ mod tests {
     fn random(n: usize, seed: u64) -> Vec<f32> {
         let mut rng = StdRng::seed_from_u64(seed);
         (0..n).map(|_| rng.random_range(-0.5f32..0.5)).collect()
-    }
-
-    #[test]
-    fn fast_exp_sigmoid_and_tanh_match_libm() {
-        let mut x = -90.0f32;
-        while x < 90.0 {
-            let (e, want) = (exp(x), x.exp());
-            if x.abs() < 87.0 {
-                assert!(((e - want) / want).abs() < 1e-6, "exp({x}): {e} vs {want}");
-            }
-            assert!((sigmoid(x) - 1.0 / (1.0 + (-x).exp())).abs() < 1e-6, "sigmoid({x})");
-            assert!((tanh(x) - x.tanh()).abs() < 1e-6, "tanh({x})");
-            x += 0.0137;
-        }
-        assert_eq!(sigmoid(-1e9), 0.0f32.max(sigmoid(-1e9)));
-        assert!(tanh(1e9) <= 1.0 && tanh(-1e9) >= -1.0);
     }
 
     #[test]

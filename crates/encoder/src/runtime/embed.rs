@@ -4,10 +4,10 @@ use burn::module::Module;
 use burn::prelude::Device;
 use rayon::prelude::*;
 
-use crate::head::VerdictHead;
-use crate::host::HostEncoder;
+use super::package::ModelPackage;
+use crate::cpu::host::HostEncoder;
+use crate::model::head::VerdictHead;
 use crate::model::{BatchTensors, SentenceEncoder};
-use crate::package::ModelPackage;
 use crate::Result;
 
 /// Sentences per forward pass when embedding many.
@@ -37,7 +37,7 @@ impl Embedder {
     pub fn new(package: ModelPackage, device: Device) -> Self {
         let device = device.without_autodiff();
         let encoder = package.encoder.valid().to_device(&device);
-        let host = crate::lstm_op::supported(&device).then(|| HostEncoder::new(&encoder));
+        let host = crate::cpu::lstm_op::supported(&device).then(|| HostEncoder::new(&encoder));
         let head = package.head.as_ref().map(|(h, _)| h.valid().to_device(&device));
         Self { package, encoder, host, head, device, batch_size: DEFAULT_BATCH }
     }
@@ -85,7 +85,7 @@ pub fn embed_texts(
     progress: impl FnMut(usize),
 ) -> Result<Vec<f32>> {
     // On the CPU backends the whole encoder runs on the host, without tensors.
-    let host = crate::lstm_op::supported(device).then(|| HostEncoder::new(encoder));
+    let host = crate::cpu::lstm_op::supported(device).then(|| HostEncoder::new(encoder));
     encode(encoder, host.as_ref(), tokenizer, texts, device, batch_size, progress)
 }
 

@@ -88,15 +88,16 @@ impl MaskedLstm {
     /// Rows must be right-padded. With `keep_all`, also returns every step's hidden state.
     ///
     /// On the CPU backends this is one fused operation with a hand-written backward pass
-    /// ([`crate::lstm_op`]); elsewhere it is [`MaskedLstm::forward_composed`]. Both compute the
+    /// (`cpu::lstm_op`); elsewhere it is [`MaskedLstm::forward_composed`]. Both compute the
     /// same numbers.
     pub fn forward(&self, input: Tensor<3>, mask: Tensor<2>, keep_all: bool) -> LstmOutput {
-        if !crate::lstm_op::supported(&input.device()) {
+        if !crate::cpu::lstm_op::supported(&input.device()) {
             return self.forward_composed(input, mask, keep_all);
         }
         let [b, _, _] = input.dims();
         let h = self.d_hidden();
-        let all = crate::lstm_op::masked_lstm(input, mask.clone(), self.w_input.val(), self.w_hidden.val(), self.bias.val(), self.reverse);
+        let all =
+            crate::cpu::lstm_op::masked_lstm(input, mask.clone(), self.w_input.val(), self.w_hidden.val(), self.bias.val(), self.reverse);
         // The final state is the output at the last real token (the first one when reading
         // backwards); an empty row's output is zero everywhere.
         let last = if self.reverse {
@@ -275,7 +276,7 @@ mod tests {
         let lengths = [6usize, 2, 0, 5, 1];
         for backend in [Backend::Ndarray, Backend::Flex] {
             let device = backend.device().autodiff();
-            assert!(crate::lstm_op::supported(&device));
+            assert!(crate::cpu::lstm_op::supported(&device));
             for reverse in [false, true] {
                 let lstm = MaskedLstmConfig::new(5, 7).with_reverse(reverse).with_seed(11).init(&device);
                 let (x, m) = batch(&lengths, 6, 5, 4, &device);

@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::lstm::{uniform, MaskedLstm, MaskedLstmConfig};
+use super::lstm::{uniform, MaskedLstm, MaskedLstmConfig};
 
 /// How the per-step LSTM states become one sentence vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -167,7 +167,7 @@ impl SentenceEncoder {
         }
     }
 
-    fn pool(&self, out: crate::lstm::LstmOutput, mask: &Tensor<2>) -> Tensor<2> {
+    fn pool(&self, out: super::lstm::LstmOutput, mask: &Tensor<2>) -> Tensor<2> {
         let Some(all) = out.all else { return out.last };
         let m: Tensor<3> = mask.clone().unsqueeze_dim(2); // [B, T, 1]
         match self.pooling {
@@ -274,7 +274,7 @@ mod tests {
         // distance must put gradient on the rows of BOTH sides in the one embedding tensor.
         let batch = Batch::from_rows(&[vec![2u32, 3, 4], vec![7u32, 8, 9]]);
         let (a, b) = twin.forward(BatchTensors::new(&batch, &device));
-        let loss = crate::energy::Energy::Euclidean.distance(a, b).sum();
+        let loss = crate::model::energy::Energy::Euclidean.distance(a, b).sum();
         let grads = GradientsParams::from_grads(loss.backward(), &twin);
         let g = grads.get::<2>(twin.encoder.embedding.weight.id).expect("embedding has a gradient");
         let g = g.into_data().try_into_vec::<f32>().unwrap();

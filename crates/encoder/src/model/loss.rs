@@ -119,6 +119,24 @@ pub fn regression_loss(similarity: Tensor<1>, target: Tensor<1>) -> Tensor<1> {
     (similarity - target).powi_scalar(2).mean()
 }
 
+/// Distillation through a projection: the mean over rows of `1 − cos(projected, teacher)`, where
+/// `projected` is the student's vector mapped to the teacher's size by a learned linear layer.
+pub fn projection_distill_loss(projected: Tensor<2>, teacher: Tensor<2>) -> Tensor<1> {
+    let cos: Tensor<2> = (l2_normalize(projected) * l2_normalize(teacher)).sum_dim(1);
+    cos.neg().add_scalar(1.0).mean()
+}
+
+/// Distillation of the batch's geometry: the mean over all `B×B` entries of the squared
+/// difference between the student's and the teacher's cosine similarity matrices. Sizes may
+/// differ; no projection is involved, so this shapes the student's own space.
+pub fn similarity_distill_loss(student: Tensor<2>, teacher: Tensor<2>) -> Tensor<1> {
+    let cosines = |x: Tensor<2>| {
+        let u = l2_normalize(x);
+        u.clone().matmul(u.transpose())
+    };
+    (cosines(student) - cosines(teacher)).powi_scalar(2).mean()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +218,21 @@ mod tests {
         assert!((masked - expected).abs() < 1e-4, "{masked} vs {expected}");
         // No genuine pair: nothing to rank.
         assert!(in_batch_negatives_loss(t2(&[&[1.0, 0.0]]), t2(&[&[0.0, 1.0]]), &[0.0], s, None).is_none());
+    }
+
+    #[test]
+    fn distillation_losses_match_hand_computed_values() {
+        let r = std::f32::consts::FRAC_1_SQRT_2;
+        // Rows at angle 0 and 45° from the teacher's: (1 − 1 + 1 − 1/√2) / 2. Lengths do not count.
+        let l = scalar(projection_distill_loss(t2(&[&[2.0, 0.0], &[0.0, 3.0]]), t2(&[&[1.0, 0.0], &[1.0, 1.0]])));
+        assert!((l - (1.0 - r) / 2.0).abs() < 1e-6, "{l}");
+        // Student cosines [[1, 0], [0, 1]], teacher [[1, 1/√2], [1/√2, 1]]: two entries differ by
+        // 1/√2, so the mean of squares over four entries is (1/2 + 1/2) / 4.
+        let s = scalar(similarity_distill_loss(t2(&[&[1.0, 0.0], &[0.0, 5.0]]), t2(&[&[1.0, 0.0, 0.0], &[1.0, 1.0, 0.0]])));
+        assert!((s - 0.25).abs() < 1e-6, "{s}");
+        // The same geometry in another basis and size costs nothing.
+        let same = scalar(similarity_distill_loss(t2(&[&[0.0, 1.0], &[1.0, 1.0]]), t2(&[&[0.0, 0.0, 2.0], &[0.0, 1.0, 1.0]])));
+        assert!(same.abs() < 1e-6, "{same}");
     }
 
     #[test]

@@ -1,0 +1,6 @@
+//! Using a trained model: choosing the compute backend ([`backend`]), the model package on disk
+//! ([`package`]) and batch encoding of sentences with it ([`embed`]).
+
+pub mod backend;
+pub mod embed;
+pub mod package;
