@@ -121,14 +121,15 @@ fn device_of(backend: Backend) -> Result<Device> {
 pub fn train_pairs_per_sec(q: &QuoraData, backend: Backend, batch: usize, d_hidden: usize, seconds: f64) -> Result<Measurement> {
     let device = device_of(backend)?.autodiff();
     device.seed(42);
-    let mut model = Trainable { twin: TwinEncoder { encoder: q.encoder(d_hidden, &device) }, head: None };
+    let mut model = Trainable { twin: TwinEncoder { encoder: q.encoder(d_hidden, &device) }, head: None, projection: None };
     let mut optim = AdamConfig::new().init();
     let objective = Objective { losses: vec![LossSpec::new(LossKind::Contrastive)], energy: Energy::Euclidean, margin: 1.0 };
     let encoded = EncodedPairs::new(&q.tokenizer, &q.pairs)?;
     // Length-bucketed batches exactly as the trainer makes them (windows of 50 batches), so a
     // batch carries little padding (PyTorch's packed sequences skip padding altogether).
     let plan = trainer::bucketed_batches(&encoded.lengths(), batch, 50, &mut StdRng::seed_from_u64(42));
-    let mut step = |model: Trainable, idx: &[usize]| trainer::train_step(model, &mut optim, 1e-3, &objective, &encoded, idx, &device).0;
+    let mut step =
+        |model: Trainable, idx: &[usize]| trainer::train_step(model, &mut optim, 1e-3, &objective, &encoded, idx, None, &device).0;
     let mut batches = plan.iter().map(Vec::as_slice).cycle();
     for _ in 0..3 {
         model = step(model, batches.next().unwrap_or(&[]));

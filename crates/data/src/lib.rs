@@ -16,6 +16,7 @@
 //! assert!((average_precision(&scores, &labels) - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
 //! ```
 
+pub mod augment;
 pub mod load;
 pub mod metrics;
 pub mod verdicts;

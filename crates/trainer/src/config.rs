@@ -23,9 +23,63 @@ pub struct TrainConfig {
     /// Optimisation.
     #[serde(default)]
     pub train: TrainOptions,
+    /// Knowledge distillation from a sentence-embedding teacher, when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<DistillConfig>,
     /// Directory the model package is written to.
     #[serde(default = "default_output")]
     pub output: PathBuf,
+}
+
+/// Knowledge distillation: the student also learns to reproduce a teacher's sentence vectors
+/// (all-MiniLM-L6-v2, computed offline by `scripts/distill-targets.sh`) on a transfer set of
+/// unlabelled sentences. Paths are relative to the working directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistillConfig {
+    /// The transfer set: one sentence per line (written by the `transfer` binary).
+    pub sentences: PathBuf,
+    /// The teacher's vectors of those sentences, row `i` for line `i` (a `TWINTCH1` file).
+    pub targets: PathBuf,
+    /// Transfer sentences per training step.
+    #[serde(default = "default_distill_batch")]
+    pub batch_size: usize,
+    /// Weight of `1 − cos(W·student, teacher)` through a learned projection `W`.
+    #[serde(default = "one")]
+    pub projection_weight: f32,
+    /// Weight of the mean squared difference between the batch's student and teacher cosine
+    /// similarity matrices (shapes the student's own space, the one search uses).
+    #[serde(default = "one")]
+    pub similarity_weight: f32,
+    /// Epochs over the transfer set alone before the pair epochs start.
+    #[serde(default)]
+    pub pretrain_epochs: usize,
+    /// Build transfer batches from groups of each sentence and its this-many nearest
+    /// neighbours by the teacher (0: length-bucketed random batches), so that the similarity
+    /// term sees close sentences that mean different things.
+    #[serde(default)]
+    pub neighbours: usize,
+    /// Unlabelled sentences for the transfer set besides the training pairs' (every sentence of
+    /// these files; paths relative to the data directory).
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    /// Files whose sentences never enter the transfer set (evaluation splits).
+    #[serde(default)]
+    pub exclude: Vec<SourceConfig>,
+    /// Augmentation tries per training-pair sentence (Tang et al.: masking, same-class
+    /// replacement, n-gram sampling); 0 = none.
+    #[serde(default = "default_augment_tries")]
+    pub augment_tries: usize,
+    /// Seed of the augmentation and of the transfer batches' order.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+}
+
+fn default_distill_batch() -> usize {
+    128
+}
+fn default_augment_tries() -> usize {
+    2
 }
 
 fn default_output() -> PathBuf {
@@ -46,6 +100,10 @@ pub struct DataConfig {
     /// Pairs split off the training file for validation (when `valid` is absent).
     #[serde(default = "default_valid_size")]
     pub valid_size: usize,
+    /// Pairs split off the training file for reporting (when `valid` is absent): never trained
+    /// on and never used to choose anything; `eval --report` measures them.
+    #[serde(default)]
+    pub report_size: usize,
     /// Use at most this many training pairs (after the split).
     #[serde(default)]
     pub train_size: Option<usize>,
@@ -281,6 +339,11 @@ pub struct TrainOptions {
     pub backend: Backend,
     /// The objective: a weighted sum of these losses (`[[train.loss]]` tables).
     pub loss: Vec<LossSpec>,
+    /// Binary data: after training, choose the package's search threshold on the validation
+    /// pairs' search verdicts (corpus = every sentence of the training file), as the one with
+    /// the most detection at false alarm at most this rate. Unset: search uses the pair
+    /// threshold (or `eval --heldout --calibrate-search` sets one later).
+    pub search_false_alarm: Option<f64>,
 }
 
 impl Default for TrainOptions {
@@ -297,6 +360,7 @@ impl Default for TrainOptions {
             bucket_batches: 50,
             backend: Backend::Ndarray,
             loss: vec![LossSpec::new(LossKind::Contrastive)],
+            search_false_alarm: None,
         }
     }
 }
@@ -349,6 +413,26 @@ impl TrainConfig {
                 return Err("data.score_range must be [low, high] with low < high".into());
             }
         }
+        if let Some(d) = &self.distill {
+            if d.batch_size == 0 {
+                return Err("distill.batch_size must be at least 1".into());
+            }
+            let w = |x: f32| x >= 0.0 && x.is_finite();
+            if !(w(d.projection_weight) && w(d.similarity_weight)) || d.projection_weight + d.similarity_weight == 0.0 {
+                return Err("distill.projection_weight and distill.similarity_weight must be >= 0, not both 0".into());
+            }
+        }
+        if let Some(rate) = t.search_false_alarm {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err("train.search_false_alarm must be a rate in [0, 1]".into());
+            }
+            if self.data.graded() {
+                return Err("train.search_false_alarm needs binary validation data".into());
+            }
+        }
+        if self.data.valid.is_some() && self.data.report_size > 0 {
+            return Err("data.report_size splits the training file; it cannot be combined with data.valid".into());
+        }
         if self.data.valid.is_none() && self.data.valid_size == 0 {
             return Err("either data.valid or a non-zero data.valid_size is needed for validation".into());
         }
@@ -369,6 +453,24 @@ pub struct DataDirs {
 impl Default for DataDirs {
     fn default() -> Self {
         Self { data: PathBuf::from(data::DEFAULT_DATA_DIR), embeddings: PathBuf::from(data::DEFAULT_EMBEDDINGS_DIR) }
+    }
+}
+
+/// `--data-dir` and `--embeddings-dir`, as the binaries that read a config take them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DataDirArgs {
+    /// Directory holding the datasets the config names.
+    #[arg(long, env = "TWIN_DATA_DIR", default_value = data::DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Directory holding the word vectors the config names.
+    #[arg(long, env = "TWIN_EMBEDDINGS_DIR", default_value = data::DEFAULT_EMBEDDINGS_DIR)]
+    pub embeddings_dir: PathBuf,
+}
+
+impl DataDirArgs {
+    /// Where the config's relative paths resolve.
+    pub fn dirs(&self) -> DataDirs {
+        DataDirs { data: self.data_dir.clone(), embeddings: self.embeddings_dir.clone() }
     }
 }
 

@@ -19,13 +19,14 @@
 //! ```
 
 pub mod config;
+pub mod distill;
 mod fit;
 pub mod plot;
 pub mod verdicts;
 
 pub use fit::{
     bucketed_batches, evaluate, graded_on, heldout_pairs, load_scaled, pair_distances, pair_scores, retrieval_on, train, train_step,
-    EncodedPairs, EpochMetrics, EvalOptions, EvalReport, Objective, StepOutcome, TrainReport, TrainRun, Trainable,
+    EncodedPairs, EpochMetrics, EvalOptions, EvalReport, HeldoutPart, Objective, StepOutcome, TrainReport, TrainRun, Trainable,
 };
 
 use std::path::PathBuf;

@@ -4,15 +4,16 @@
 //! The corpus is every distinct question of the pairs (plus any extra corpus, e.g. every
 //! question of a training file as distractors); the queries are the first questions of the
 //! duplicate pairs. Hits are ranked by the energy, as search ranks them, and flagged by the
-//! package's own rule: the verdict head's probability when it has one, else the similarity.
+//! package's own rule (its `search_flag`: the verdict head's probability or the similarity).
+//! Calibration compares the curves of both scores and keeps the one that detects more.
 
 use data::metrics::RetrievalSplit;
 use data::verdicts::{pick_threshold, rank_split, verdict_curve, verdict_metrics, CurvePoint, Ranked, VerdictMetrics};
 use data::Pair;
-use encoder::Embedder;
+use encoder::{Embedder, ModelPackage, SearchFlag};
 use serde::{Deserialize, Serialize};
 
-use crate::Result;
+use crate::{Result, TrainError};
 
 /// The false-alarm rate a search threshold is chosen under, by default.
 pub const MAX_FALSE_ALARM: f64 = 0.20;
@@ -30,6 +31,19 @@ pub struct SearchVerdicts {
     pub best_at_max_false_alarm: Option<CurvePoint>,
     /// Detection and false alarm at every threshold where either changes.
     pub curve: Vec<CurvePoint>,
+    /// The curve of each flag score the package offers (the similarity, and the head's
+    /// probability when it has a head): what calibration chooses among.
+    #[serde(skip)]
+    pub flags: Vec<FlagCurve>,
+}
+
+/// The detection / false-alarm curve of one flag score.
+#[derive(Debug, Clone)]
+pub struct FlagCurve {
+    /// The score.
+    pub flag: SearchFlag,
+    /// Its curve.
+    pub curve: Vec<CurvePoint>,
 }
 
 /// The retrieval task of `pairs`, with `extra_corpus` added as distractors.
@@ -41,8 +55,14 @@ pub fn split_of(pairs: &[Pair], extra_corpus: Option<&[&str]>) -> RetrievalSplit
     split
 }
 
-/// Every query's hits, ranked by the energy and each with the package's flag score.
-pub fn ranked_with_flags(embedder: &Embedder, split: &RetrievalSplit) -> Result<Vec<Ranked>> {
+/// The corpus vectors and every query's hits, ranked by the energy, as search ranks them.
+pub struct Ranking {
+    vecs: Vec<f32>,
+    rankings: Vec<Vec<usize>>,
+}
+
+/// Ranks the corpus of `split` for each of its queries.
+pub fn rank(embedder: &Embedder, split: &RetrievalSplit) -> Result<Ranking> {
     let texts: Vec<&str> = split.corpus.iter().map(String::as_str).collect();
     let vecs = embedder.embed(&texts)?;
     let d = embedder.dim();
@@ -52,18 +72,32 @@ pub fn ranked_with_flags(embedder: &Embedder, split: &RetrievalSplit) -> Result<
         let qv = row(split.queries[q]);
         (0..texts.len()).map(|i| -energy.distance_host(qv, row(i))).collect()
     });
-    Ok(rankings
-        .into_iter()
+    Ok(Ranking { vecs, rankings })
+}
+
+/// Every query's hits with their `flag` scores (the head's probability, or the similarity).
+/// `None` when `flag` is the head's and the package has none.
+pub fn with_flags(embedder: &Embedder, split: &RetrievalSplit, ranking: &Ranking, flag: SearchFlag) -> Option<Vec<Ranked>> {
+    let d = embedder.dim();
+    let energy = embedder.package.config.energy;
+    let row = |i: usize| &ranking.vecs[i * d..(i + 1) * d];
+    ranking
+        .rankings
+        .iter()
         .zip(&split.queries)
         .map(|(ids, &q)| {
             let qv = row(q);
-            let flag_scores = match embedder.head_probabilities(ids.len(), |k| (qv, row(ids[k]))) {
-                Some((p, _)) => p.into_iter().map(f64::from).collect(),
-                None => ids.iter().map(|&i| energy.similarity_from_distance(f64::from(energy.distance_host(qv, row(i))))).collect(),
+            let flag_scores = match flag {
+                SearchFlag::HeadProbability => {
+                    embedder.head_probabilities(ids.len(), |k| (qv, row(ids[k])))?.0.into_iter().map(f64::from).collect()
+                }
+                SearchFlag::Similarity => {
+                    ids.iter().map(|&i| energy.similarity_from_distance(f64::from(energy.distance_host(qv, row(i))))).collect()
+                }
             };
-            Ranked { ids, flag_scores }
+            Some(Ranked { ids: ids.clone(), flag_scores })
         })
-        .collect())
+        .collect()
 }
 
 /// The flag threshold search uses for this package (see [`encoder::ModelPackage::is_search_duplicate`]).
@@ -72,17 +106,56 @@ fn package_threshold(embedder: &Embedder) -> f64 {
     p.search_probability_threshold().or_else(|| p.search_similarity_threshold()).unwrap_or(f64::INFINITY)
 }
 
-/// The search verdicts of `embedder`'s package on the retrieval task of `pairs`.
+/// The search verdicts of `embedder`'s package on the retrieval task of `pairs`, flagged as the
+/// package flags search hits, plus the curve of every flag score the package offers (for
+/// calibration).
 pub fn search_verdicts(embedder: &Embedder, pairs: &[Pair], extra_corpus: Option<&[&str]>) -> Result<SearchVerdicts> {
     let split = split_of(pairs, extra_corpus);
-    let ranked = ranked_with_flags(embedder, &split)?;
-    let curve = verdict_curve(&ranked, &split.relevant);
+    let ranking = rank(embedder, &split)?;
+    let flag = embedder.package.search_flag;
+    let mut flags = Vec::new();
+    let mut own = None;
+    for f in [SearchFlag::HeadProbability, SearchFlag::Similarity] {
+        let Some(ranked) = with_flags(embedder, &split, &ranking, f) else { continue };
+        let curve = verdict_curve(&ranked, &split.relevant);
+        if f == flag {
+            own = Some((verdict_metrics(&ranked, &split.relevant, package_threshold(embedder)), curve.clone()));
+        }
+        flags.push(FlagCurve { flag: f, curve });
+    }
+    let (at_package_threshold, curve) = own.expect("a package always offers its own search flag");
     Ok(SearchVerdicts {
-        flag_score: if embedder.package.head.is_some() { "head probability" } else { "similarity" }.to_string(),
-        at_package_threshold: verdict_metrics(&ranked, &split.relevant, package_threshold(embedder)),
+        flag_score: flag.describe().to_string(),
+        at_package_threshold,
         best_at_max_false_alarm: pick_threshold(&curve, MAX_FALSE_ALARM),
         curve,
+        flags,
     })
+}
+
+/// Stores in `package` (its `metrics.json`) the search flag and threshold with the most
+/// detection at false alarm at most `max_false_alarm` on `verdicts`' curves (one per flag score
+/// the package offers), and returns them. The curves must come from pairs that choose things
+/// (the validation pairs), never from reporting pairs.
+pub fn store_search_threshold(package: &ModelPackage, verdicts: &SearchVerdicts, max_false_alarm: f64) -> Result<(SearchFlag, CurvePoint)> {
+    let best = verdicts
+        .flags
+        .iter()
+        .filter_map(|c| pick_threshold(&c.curve, max_false_alarm).map(|p| (c.flag, p)))
+        .max_by(|a, b| a.1.detection.total_cmp(&b.1.detection));
+    let Some((flag, point)) = best else {
+        return Err(TrainError::Training(format!(
+            "{}: no search threshold keeps false alarm at or below {max_false_alarm} on these queries; the package is unchanged",
+            package.dir.display()
+        )));
+    };
+    let mut metrics = package.metrics.clone();
+    metrics["search_threshold"] = serde_json::json!(point.threshold);
+    metrics["search_flag"] = serde_json::to_value(flag).map_err(|e| TrainError::Training(e.to_string()))?;
+    metrics["search_threshold_chosen_at"] =
+        serde_json::json!({"max_false_alarm": max_false_alarm, "detection": point.detection, "false_alarm": point.false_alarm});
+    package.update_metrics(&metrics)?;
+    Ok((flag, point))
 }
 
 /// At most `n` points of `curve`, evenly spread along it (both ends kept), for printing.

@@ -130,7 +130,7 @@ fn a_verdict_loss_trains_ships_and_judges_with_a_head() {
     assert_eq!(package.config.head.as_ref().unwrap().d_hidden, 16);
     // Evaluating on the validation pairs at the stored thresholds gives the training run's numbers,
     // the head's as the verdict and the distance's beside it.
-    let (valid, _, _) = trainer::heldout_pairs(&package, &dirs()).unwrap();
+    let (valid, _, _) = trainer::heldout_pairs(&package, &dirs(), trainer::HeldoutPart::Selection).unwrap();
     let r = trainer::evaluate(&package, &valid, &EvalOptions::default(), &device).unwrap();
     assert!((r.binary.accuracy - best_head.accuracy).abs() < 1e-9, "{r:?} vs {best_head:?}");
     assert!((r.binary.average_precision - best_head.average_precision).abs() < 1e-6);
@@ -204,4 +204,75 @@ fn fine_tuning_starts_from_the_pretrained_package() {
     let init = pretrained.config.encoder.init(&device).forward_lstm.w_hidden.val().into_data().try_into_vec::<f32>().unwrap();
     let from_init: f32 = init.iter().zip(&b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32;
     assert!(moved < from_init, "moved {moved} from the pre-trained weights, {from_init} from a fresh init");
+}
+
+/// A teacher-vector file (`TWINTCH1`, as scripts/teacher.py writes it) of `rows`, `dim` each.
+fn write_teacher(path: &std::path::Path, dim: usize, rows: &[f32]) {
+    use sha2::Digest;
+    let mut bytes = b"TWINTCH1".to_vec();
+    bytes.extend(((rows.len() / dim) as u32).to_le_bytes());
+    bytes.extend((dim as u32).to_le_bytes());
+    bytes.extend(rows.iter().flat_map(|v| v.to_le_bytes()));
+    let digest = sha2::Sha256::digest(&bytes);
+    bytes.extend(digest);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn distillation_pretrains_towards_the_teacher_then_trains_on_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = data::load_pairs(&fixtures().join("pairs.csv"), data::PairFormat::Csv, Default::default()).unwrap().pairs;
+    let mut sentences: Vec<String> = pairs.iter().flat_map(|p| [p.a.clone(), p.b.clone()]).collect();
+    sentences.sort();
+    sentences.dedup();
+    std::fs::write(dir.path().join("s.txt"), sentences.join("\n") + "\n").unwrap();
+    // A teacher that puts each sentence on one of 4 axes by its length: a geometry the student
+    // can learn, and a fixed one it has to.
+    let dim = 4;
+    let rows: Vec<f32> = sentences.iter().flat_map(|s| (0..dim).map(move |k| if s.len() % dim == k { 1.0 } else { 0.1 })).collect();
+    write_teacher(&dir.path().join("t.f32"), dim, &rows);
+    let mut cfg = tiny();
+    cfg.train.epochs = 2;
+    let text = format!(
+        "sentences = {:?}\ntargets = {:?}\nbatch_size = 16\npretrain_epochs = 8\n",
+        dir.path().join("s.txt"),
+        dir.path().join("t.f32")
+    );
+    cfg.distill = Some(toml::from_str(&text).unwrap());
+    let run = TrainRun { progress: false, output: Some(dir.path().join("m")) };
+    let report = trainer::train(&cfg, &dirs(), &run).unwrap();
+    // Eight passes over the transfer set alone, then the pair epochs.
+    assert_eq!(report.epochs.len(), 10);
+    let loss = |e: usize| report.epochs[e].train_loss;
+    assert!(loss(7) < 0.6 * loss(0), "distillation loss did not fall: {} -> {}", loss(0), loss(7));
+    // The package is the student alone: it loads without the projection.
+    let package = ModelPackage::load(&dir.path().join("m"), &Backend::Flex.device()).unwrap();
+    assert_eq!(package.encoder.d_output(), 16);
+    // Targets of other sentences are refused before training.
+    std::fs::write(dir.path().join("s.txt"), "one line\n").unwrap();
+    let e = trainer::train(&cfg, &dirs(), &TrainRun { progress: false, output: Some(dir.path().join("m2")) }).unwrap_err().to_string();
+    assert!(e.contains("vectors but"), "{e}");
+}
+
+#[test]
+fn the_reporting_part_is_split_off_and_never_trained_on() {
+    let mut cfg = tiny();
+    cfg.data.valid_size = 8;
+    cfg.data.report_size = 6;
+    cfg.train.epochs = 1;
+    let dir = tempfile::tempdir().unwrap();
+    let report = trainer::train(&cfg, &dirs(), &TrainRun { progress: false, output: Some(dir.path().join("m")) }).unwrap();
+    assert_eq!((report.train_pairs, report.valid_pairs), (26, 8));
+    let package = ModelPackage::load(&dir.path().join("m"), &Backend::Flex.device()).unwrap();
+    let (select, _, _) = trainer::heldout_pairs(&package, &dirs(), trainer::HeldoutPart::Selection).unwrap();
+    let (reporting, corpus, _) = trainer::heldout_pairs(&package, &dirs(), trainer::HeldoutPart::Report).unwrap();
+    assert_eq!((select.len(), reporting.len(), corpus.len()), (8, 6, 80));
+    assert!(reporting.iter().all(|r| select.iter().all(|s| s.line != r.line)));
+    // Without a reporting part, --report has nothing to measure and says so.
+    cfg.data.report_size = 0;
+    let m2 = dir.path().join("m2");
+    trainer::train(&cfg, &dirs(), &TrainRun { progress: false, output: Some(m2.clone()) }).unwrap();
+    let old = ModelPackage::load(&m2, &Backend::Flex.device()).unwrap();
+    let e = trainer::heldout_pairs(&old, &dirs(), trainer::HeldoutPart::Report).unwrap_err().to_string();
+    assert!(e.contains("report_size"), "{e}");
 }

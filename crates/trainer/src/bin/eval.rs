@@ -11,7 +11,7 @@ use encoder::loss::POSITIVE_FROM;
 use encoder::{Backend, Embedder, ModelPackage};
 use trainer::config::DataDirs;
 use trainer::plot::{pr_points, Histogram, PrCurve};
-use trainer::{EvalOptions, EvalReport};
+use trainer::{EvalOptions, EvalReport, HeldoutPart};
 
 /// Evaluate a model package on a labelled pair file.
 ///
@@ -33,7 +33,7 @@ struct Args {
     #[arg(long, short)]
     task: Option<PairFormat>,
     /// The labelled pairs; a relative path is tried as given, then under --data-dir.
-    #[arg(long, short, visible_alias = "data", required_unless_present = "heldout")]
+    #[arg(long, short, visible_alias = "data", required_unless_present_any = ["heldout", "report"])]
     split: Option<PathBuf>,
     /// SICK: the SemEval_set to evaluate (TRAIN, TRIAL, TEST).
     #[arg(long, default_value = "TRIAL")]
@@ -48,8 +48,13 @@ struct Args {
     /// Evaluate on the pairs the package was validated on: its training file split again with
     /// the stored seed and size. For retrieval, every sentence of the training file is in the
     /// corpus but only held-out pairs are queries.
-    #[arg(long, conflicts_with = "split")]
+    #[arg(long, conflicts_with_all = ["split", "report"])]
     heldout: bool,
+    /// Evaluate on the package's reporting pairs (`data.report_size` in its config): split off
+    /// its training file like --heldout, but used for nothing while training, so its numbers
+    /// are the ones to report. The corpus for retrieval and --verdicts is as with --heldout.
+    #[arg(long, conflicts_with = "split")]
+    report: bool,
     /// Directory holding the datasets.
     #[arg(long, env = "TWIN_DATA_DIR", default_value = data::DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
@@ -76,7 +81,8 @@ struct Args {
     verdicts: bool,
     /// With --heldout (the package's own validation pairs, which also chose its epoch):
     /// store in the package the search threshold with the most detection at false alarm at
-    /// most this rate, e.g. 0.2. Report search verdicts on other data than this.
+    /// most this rate, e.g. 0.2, on the score that detects more (the head's probability or the
+    /// similarity). Report search verdicts on other data than this (--report).
     #[arg(long, value_name = "MAX_FALSE_ALARM", requires = "heldout", value_parser = rate)]
     calibrate_search: Option<f64>,
 }
@@ -112,9 +118,10 @@ fn run() -> anyhow::Result<()> {
     let dirs = DataDirs { data: args.data_dir.clone(), ..Default::default() };
 
     let mut input = None;
-    let (pairs, range, extra, what) = if args.heldout {
-        let (pairs, sentences, range) = trainer::heldout_pairs(&package, &dirs)?;
-        (pairs, range, Some(sentences), format!("held-out validation pairs of {}", package.dir.display()))
+    let (pairs, range, extra, what) = if args.heldout || args.report {
+        let (part, name) = if args.report { (HeldoutPart::Report, "reporting") } else { (HeldoutPart::Selection, "held-out validation") };
+        let (pairs, sentences, range) = trainer::heldout_pairs(&package, &dirs, part)?;
+        (pairs, range, Some(sentences), format!("{name} pairs of {}", package.dir.display()))
     } else {
         let split = args.split.clone().context("--split is required")?;
         let path = if split.exists() || split.is_absolute() { split } else { args.data_dir.join(&split) };
@@ -138,7 +145,7 @@ fn run() -> anyhow::Result<()> {
     let extra_refs: Option<Vec<&str>> = extra.as_ref().map(|v| v.iter().map(String::as_str).collect());
     let options = EvalOptions {
         graded_range: graded.then_some(range),
-        retrieval: args.retrieval.unwrap_or(!graded && (args.heldout || args.task == Some(PairFormat::Qqp))),
+        retrieval: args.retrieval.unwrap_or(!graded && (args.heldout || args.report || args.task == Some(PairFormat::Qqp))),
         extra_corpus: extra_refs.as_deref(),
     };
     let report = trainer::evaluate(&package, &pairs, &options, &device).context("evaluation failed")?;
@@ -212,17 +219,11 @@ fn print_verdicts(v: &trainer::verdicts::SearchVerdicts) -> std::io::Result<()> 
 
 /// Stores in the package the search threshold chosen on the curve of its own validation pairs.
 fn calibrate(package: &ModelPackage, verdicts: &trainer::verdicts::SearchVerdicts, max_false_alarm: f64) -> anyhow::Result<()> {
-    let Some(point) = data::verdicts::pick_threshold(&verdicts.curve, max_false_alarm) else {
-        anyhow::bail!("no threshold keeps false alarm at or below {max_false_alarm} on these queries; the package is unchanged");
-    };
-    let mut metrics = package.metrics.clone();
-    metrics["search_threshold"] = serde_json::json!(point.threshold);
-    metrics["search_threshold_chosen_at"] =
-        serde_json::json!({"max_false_alarm": max_false_alarm, "detection": point.detection, "false_alarm": point.false_alarm});
-    package.update_metrics(&metrics)?;
+    let (flag, point) = trainer::verdicts::store_search_threshold(package, verdicts, max_false_alarm)?;
     fsio::say!(
-        "search threshold {:.4} stored in {} (on these queries: detection {:.4}, false alarm {:.4})",
+        "search threshold {:.4} on the {} stored in {} (on these queries: detection {:.4}, false alarm {:.4})",
         point.threshold,
+        flag.describe(),
         package.dir.display(),
         point.detection,
         point.false_alarm

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Parser;
 use encoder::Backend;
-use trainer::config::{DataDirs, LossKind, SelectMetric, TrainConfig};
+use trainer::config::{DataDirArgs, LossKind, SelectMetric, TrainConfig};
 use trainer::plot::{LineChart, Marker, Series};
 use trainer::{EpochMetrics, TrainReport, TrainRun};
 
@@ -22,12 +22,8 @@ struct Args {
     /// The training config (TOML), e.g. configs/quora.toml.
     #[arg(long, short)]
     config: PathBuf,
-    /// Directory holding the datasets the config names.
-    #[arg(long, env = "TWIN_DATA_DIR", default_value = data::DEFAULT_DATA_DIR)]
-    data_dir: PathBuf,
-    /// Directory holding the word vectors the config names.
-    #[arg(long, env = "TWIN_EMBEDDINGS_DIR", default_value = data::DEFAULT_EMBEDDINGS_DIR)]
-    embeddings_dir: PathBuf,
+    #[command(flatten)]
+    dirs: DataDirArgs,
     /// Compute backend, overriding the config: ndarray, flex or wgpu.
     #[arg(long)]
     backend: Option<Backend>,
@@ -37,6 +33,10 @@ struct Args {
     /// Number of epochs, overriding the config.
     #[arg(long)]
     epochs: Option<usize>,
+    /// Seed of the weights, shuffling and dropout, overriding the config's `model.seed` and
+    /// `train.seed` (the data split keeps `data.split_seed`): for repeated runs of one recipe.
+    #[arg(long)]
+    seed: Option<u64>,
     /// Skip malformed rows with a warning instead of stopping at the first one.
     #[arg(long)]
     skip_bad_rows: bool,
@@ -58,8 +58,12 @@ fn run() -> anyhow::Result<()> {
     if let Some(e) = args.epochs {
         cfg.train.epochs = e;
     }
+    if let Some(seed) = args.seed {
+        cfg.model.seed = seed;
+        cfg.train.seed = seed;
+    }
     cfg.data.skip_bad_rows |= args.skip_bad_rows;
-    let dirs = DataDirs { data: args.data_dir, embeddings: args.embeddings_dir };
+    let dirs = args.dirs.dirs();
     let run = TrainRun { progress: !args.quiet, output: args.output };
     let report = trainer::train(&cfg, &dirs, &run).context("training failed")?;
     let b = &report.best;

@@ -2,12 +2,12 @@
 
 use burn::prelude::*;
 use data::metrics::{binary_metrics, distance_metrics, BinaryMetrics, GradedMetrics, RetrievalMetrics};
-use data::{split_train_valid, Pair};
+use data::Pair;
 use encoder::ModelPackage;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{DataDirs, TrainConfig};
-use crate::fit::prepare::load_train_file;
+use crate::fit::prepare::{load_train_file, split_parts};
 use crate::fit::score::{duplicate_labels, graded_on, pair_scores, retrieval_on};
 use crate::{Result, TrainError};
 
@@ -65,11 +65,20 @@ pub fn evaluate(package: &ModelPackage, pairs: &[Pair], options: &EvalOptions<'_
 /// the label range the pairs were scaled from.
 pub type Heldout = (Vec<Pair>, Vec<String>, (f32, f32));
 
-/// The validation pairs a package was trained against, rebuilt from the training config stored
-/// in it (same file, same split seed and size), so that `eval --heldout` measures exactly the
-/// pairs training never saw. Returns the held-out pairs, every sentence of the file, and the
-/// label range the pairs were scaled from.
-pub fn heldout_pairs(package: &ModelPackage, dirs: &DataDirs) -> Result<Heldout> {
+/// Which held-out part of a package's training file to rebuild.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldoutPart {
+    /// The validation pairs that chose the package's epoch (and its thresholds).
+    Selection,
+    /// The reporting pairs (`data.report_size`), which chose nothing.
+    Report,
+}
+
+/// The held-out pairs of a package, rebuilt from the training config stored in it (same file,
+/// same split seed and sizes), so that `eval --heldout` / `--report` measure exactly pairs
+/// training never saw. Returns the pairs, every sentence of the file, and the label range the
+/// pairs were scaled from.
+pub fn heldout_pairs(package: &ModelPackage, dirs: &DataDirs, part: HeldoutPart) -> Result<Heldout> {
     let cfg: TrainConfig = serde_json::from_value(package.config.training.clone())
         .map_err(|e| TrainError::Training(format!("{}: the package does not record its training config: {e}", package.dir.display())))?;
     if cfg.data.valid.is_some() {
@@ -82,6 +91,16 @@ pub fn heldout_pairs(package: &ModelPackage, dirs: &DataDirs) -> Result<Heldout>
     let d = &cfg.data;
     let (_, all) = load_train_file(d, dirs)?;
     let sentences: Vec<String> = all.iter().flat_map(|p| [p.a.clone(), p.b.clone()]).collect();
-    let (_, valid) = split_train_valid(all, d.valid_size, d.split_seed);
-    Ok((valid, sentences, d.range_of(d.format)))
+    let (_, valid, report) = split_parts(all, d);
+    let pairs = match part {
+        HeldoutPart::Selection => valid,
+        HeldoutPart::Report if report.is_empty() => {
+            return Err(TrainError::Training(format!(
+                "{}: trained without a reporting part (data.report_size = 0); use --heldout",
+                package.dir.display()
+            )))
+        }
+        HeldoutPart::Report => report,
+    };
+    Ok((pairs, sentences, d.range_of(d.format)))
 }

@@ -61,7 +61,7 @@ pub(crate) fn initialise(cfg: &TrainConfig, dirs: &DataDirs, train: &[Pair], dev
     } else {
         (None, None)
     };
-    let mut model = Trainable { twin: TwinEncoder { encoder: start.encoder }, head };
+    let mut model = Trainable { twin: TwinEncoder { encoder: start.encoder }, head, projection: None };
     if cfg.model.freeze_embeddings {
         model.twin.encoder.embedding = model.twin.encoder.embedding.no_grad();
     }

@@ -7,7 +7,7 @@
 mod evaluate;
 mod init;
 mod objective;
-mod prepare;
+pub(crate) mod prepare;
 mod report;
 mod score;
 mod step;
@@ -15,7 +15,7 @@ mod validate;
 
 pub(crate) use score::is_duplicate;
 
-pub use evaluate::{evaluate, heldout_pairs, EvalOptions, EvalReport};
+pub use evaluate::{evaluate, heldout_pairs, EvalOptions, EvalReport, HeldoutPart};
 pub use objective::Objective;
 pub use prepare::load_scaled;
 pub use report::{EpochMetrics, TrainReport};
@@ -31,7 +31,9 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::config::{DataDirs, TrainConfig};
+use crate::distill::{DistillObjective, TransferCursor, TransferData};
 use crate::{Result, TrainError};
+use burn::prelude::Device;
 use init::Initial;
 use report::{progress_bar, EpochTally};
 use validate::{Best, Selection};
@@ -69,13 +71,37 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
     let mut epochs: Vec<EpochMetrics> = Vec::new();
     let mut selection = Selection::default();
     let inference = device.clone().without_autodiff();
+    let distill = match &cfg.distill {
+        Some(d) => {
+            let transfer = TransferData::load(d, &tokenizer)?;
+            let objective = DistillObjective::of(d);
+            model.projection = objective.projection(enc_cfg.d_output(), transfer.dim(), &device);
+            fsio::warn!("distilling on {} transfer sentences ({} teacher dimensions)", transfer.len(), transfer.dim());
+            let neighbours = transfer.neighbours(d.neighbours);
+            let cursor = TransferCursor::with_neighbours(transfer.lengths(), neighbours, d.batch_size, d.seed);
+            Some((transfer, objective, cursor))
+        }
+        None => None,
+    };
+    let mut distill = distill;
+    let pretrain = cfg.distill.as_ref().map_or(0, |d| d.pretrain_epochs);
+    let total_epochs = pretrain + cfg.train.epochs;
 
-    for epoch in 1..=cfg.train.epochs {
+    for epoch in 1..=total_epochs {
         let mut tally = EpochTally::start();
-        let plan = bucketed_batches(&lengths, cfg.train.batch_size, cfg.train.bucket_batches, &mut rng);
-        let bar = progress_bar(run.progress, pairs.len() as u64, format!("epoch {epoch:>2}/{}", cfg.train.epochs));
+        // Pre-training epochs are passes over the transfer set alone; pair epochs carry one
+        // transfer batch along with each pair batch.
+        let plan = if epoch <= pretrain {
+            let passes = distill.as_ref().map_or(0, |(_, _, c)| c.batches_per_pass());
+            vec![Vec::new(); passes]
+        } else {
+            bucketed_batches(&lengths, cfg.train.batch_size, cfg.train.bucket_batches, &mut rng)
+        };
+        let what = if epoch <= pretrain { "distil" } else { "epoch" };
+        let bar = progress_bar(run.progress, plan.len() as u64, format!("{what} {epoch:>2}/{total_epochs}"));
         for idx in &plan {
-            let (next, step) = train_step(model, &mut optim, cfg.train.lr, &objective, &pairs, idx, &device);
+            let transfer = distill.as_mut().map(|(data, objective, cursor)| (&*objective, data.batch(&cursor.next_batch(), &device)));
+            let (next, step) = train_step(model, &mut optim, cfg.train.lr, &objective, &pairs, idx, transfer, &device);
             model = next;
             tally.tokens(step.real_tokens, step.cells);
             if let Some(loss) = step.loss {
@@ -84,12 +110,10 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
                     bar.abandon();
                     return Err(TrainError::Training(format!("loss became {loss_value} in epoch {epoch}; lower train.lr")));
                 }
-                tally.loss(loss_value, idx.len());
-                bar.inc(idx.len() as u64);
-                bar.set_message(tally.message());
-            } else {
-                bar.inc(idx.len() as u64);
+                tally.loss(loss_value, if idx.is_empty() { cfg.distill.as_ref().map_or(1, |d| d.batch_size) } else { idx.len() });
             }
+            bar.inc(1);
+            bar.set_message(tally.message());
         }
         let train_secs = tally.seconds();
         bar.finish_and_clear();
@@ -138,5 +162,27 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
     };
     let metrics = serde_json::to_value(&report).map_err(|e| TrainError::Training(e.to_string()))?;
     ModelPackage::save(&output, &package, &tokenizer, &best.encoder, best.head.as_ref(), &metrics)?;
+    if let Some(rate) = cfg.train.search_false_alarm {
+        calibrate_search(&output, dirs, rate, &inference)?;
+    }
     Ok(report)
+}
+
+/// Chooses and stores the search threshold of the package just written, on the search verdicts
+/// of its validation pairs (corpus: every sentence of its training file, as `eval --heldout`).
+fn calibrate_search(dir: &std::path::Path, dirs: &DataDirs, max_false_alarm: f64, device: &Device) -> Result<()> {
+    let package = ModelPackage::load(dir, device)?;
+    let (valid, sentences, _) = evaluate::heldout_pairs(&package, dirs, HeldoutPart::Selection)?;
+    let corpus: Vec<&str> = sentences.iter().map(String::as_str).collect();
+    let embedder = encoder::Embedder::new(ModelPackage::load(dir, device)?, device.clone());
+    let verdicts = crate::verdicts::search_verdicts(&embedder, &valid, Some(&corpus))?;
+    let (flag, point) = crate::verdicts::store_search_threshold(&package, &verdicts, max_false_alarm)?;
+    fsio::warn!(
+        "search threshold {:.4} ({}) chosen on the validation pairs: detection {:.4}, false alarm {:.4}",
+        point.threshold,
+        flag.describe(),
+        point.detection,
+        point.false_alarm
+    );
+    Ok(())
 }

@@ -16,6 +16,8 @@ pub(crate) struct Prepared {
     pub train: Vec<Pair>,
     /// Validation pairs.
     pub valid: Vec<Pair>,
+    /// Reporting pairs (`data.report_size`): loaded only so that nothing is learnt from them.
+    pub report: Vec<Pair>,
     /// Whether validation is on graded scores rather than 0/1 labels.
     pub graded: bool,
     /// The validation labels' original range.
@@ -75,47 +77,60 @@ pub(crate) fn load_train_file(d: &DataConfig, dirs: &DataDirs) -> Result<(std::p
     Ok((path, all))
 }
 
+/// The three parts of a training file without a separate validation file: training pairs, the
+/// selection part (`valid_size` pairs: epochs, seeds and thresholds are chosen on it) and the
+/// reporting part (`report_size` pairs, used for nothing but the numbers reported). The same
+/// config always gives the same parts; with `report_size = 0` the split is the plain
+/// train/validation split of earlier packages.
+pub(crate) fn split_parts(all: Vec<Pair>, d: &DataConfig) -> (Vec<Pair>, Vec<Pair>, Vec<Pair>) {
+    let (train, mut held) = split_train_valid(all, d.valid_size + d.report_size, d.split_seed);
+    let report = held.split_off(d.valid_size.min(held.len()));
+    (train, held, report)
+}
+
 /// Loads the pairs `d` names: training and validation pairs (a separate file, or a seeded split
 /// of the training file), at most `train_size` training pairs, the extra sources, and the
 /// swapped pairs when `symmetric`.
 pub(crate) fn prepare(d: &DataConfig, dirs: &DataDirs) -> Result<Prepared> {
     let (train_path, all) = load_train_file(d, dirs)?;
-    let (mut train, valid) = match &d.valid {
+    let (mut train, valid, report) = match &d.valid {
         Some(v) => {
             let vf = d.valid_format();
-            (all, load_scaled(&DataDirs::resolve(&dirs.data, v), vf, d.valid_subset.as_deref(), d.range_of(vf), d.skip_bad_rows)?)
+            let valid = load_scaled(&DataDirs::resolve(&dirs.data, v), vf, d.valid_subset.as_deref(), d.range_of(vf), d.skip_bad_rows)?;
+            (all, valid, Vec::new())
         }
         None => {
-            if all.len() <= d.valid_size {
+            if all.len() <= d.valid_size + d.report_size {
                 return Err(TrainError::Training(format!(
-                    "{}: {} pairs cannot give {} validation pairs and still train",
+                    "{}: {} pairs cannot give {} validation and {} reporting pairs and still train",
                     train_path.display(),
                     all.len(),
-                    d.valid_size
+                    d.valid_size,
+                    d.report_size
                 )));
             }
-            split_train_valid(all, d.valid_size, d.split_seed)
+            split_parts(all, d)
         }
     };
     if let Some(n) = d.train_size {
         train.truncate(n);
     }
     if !d.extra.is_empty() {
-        add_extra(d, dirs, &valid, &mut train)?;
+        add_extra(d, dirs, &valid, &report, &mut train)?;
     }
     if d.symmetric {
         let swapped: Vec<Pair> = train.iter().map(|p| Pair { a: p.b.clone(), b: p.a.clone(), ..p.clone() }).collect();
         train.extend(swapped);
     }
-    Ok(Prepared { train, valid, graded: d.graded(), range: d.range_of(d.valid_format()) })
+    Ok(Prepared { train, valid, report, graded: d.graded(), range: d.range_of(d.valid_format()) })
 }
 
 /// Adds the pairs of `d.extra` to `train`, leaving out every validation pair and every pair of
 /// `d.exclude` (in either order): extra sources may contain evaluation pairs (SemEval STS holds
 /// STS-B dev).
-fn add_extra(d: &DataConfig, dirs: &DataDirs, valid: &[Pair], train: &mut Vec<Pair>) -> Result<()> {
+fn add_extra(d: &DataConfig, dirs: &DataDirs, valid: &[Pair], report: &[Pair], train: &mut Vec<Pair>) -> Result<()> {
     let key = |p: &Pair| if p.a <= p.b { (p.a.clone(), p.b.clone()) } else { (p.b.clone(), p.a.clone()) };
-    let mut banned: HashSet<(String, String)> = valid.iter().map(key).collect();
+    let mut banned: HashSet<(String, String)> = valid.iter().chain(report).map(key).collect();
     for src in &d.exclude {
         let path = DataDirs::resolve(&dirs.data, &src.path);
         let pairs = load_pairs(&path, src.format, LoadOptions { skip_bad: true, subset: src.subset.clone() })?;

@@ -195,7 +195,7 @@ pub(crate) fn progress_bar(show: bool, len: u64, prefix: String) -> ProgressBar 
     }
     let bar = ProgressBar::new(len);
     bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30.cyan/blue}] {pos}/{len} pairs {msg} ({elapsed}<{eta})")
+        ProgressStyle::with_template("{prefix} [{bar:30.cyan/blue}] {pos}/{len} batches {msg} ({elapsed}<{eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );

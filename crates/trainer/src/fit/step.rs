@@ -3,6 +3,7 @@
 //! very step.
 
 use burn::module::Module;
+use burn::nn::Linear;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use data::Pair;
@@ -11,15 +12,19 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use tokenize::{Batch, WordTokenizer};
 
+use crate::distill::{DistillObjective, TransferBatch};
 use crate::fit::objective::Objective;
 
-/// What the optimiser updates: the twin encoder and, when a verdict loss is configured, its head.
+/// What the optimiser updates: the twin encoder and, when a verdict loss is configured, its head;
+/// with distillation through a projection, that projection (trained, then dropped).
 #[derive(Module, Debug)]
 pub struct Trainable {
     /// The twin encoder.
     pub twin: TwinEncoder,
     /// The verdict head, trained with the encoder.
     pub head: Option<VerdictHead>,
+    /// Student size → teacher size, for the distillation term (not part of the package).
+    pub projection: Option<Linear>,
 }
 
 /// The training pairs as a step reads them: token ids of both sides, encoded once up front, the
@@ -93,9 +98,11 @@ pub struct StepOutcome {
     pub cells: usize,
 }
 
-/// One training step on the pairs `idx` of `pairs`: both sides through the twin in one padded
-/// batch, `objective`'s loss, backward, and an optimiser update at learning rate `lr`. Returns
-/// the updated model. Reading the loss (a device sync) is left to the caller.
+/// One training step on the pairs `idx` of `pairs` (possibly none) and, with distillation, one
+/// batch of transfer sentences: both sides of the pairs through the twin in one padded batch,
+/// `objective`'s loss plus the distillation loss, backward, and an optimiser update at learning
+/// rate `lr`. Returns the updated model. Reading the loss (a device sync) is left to the caller.
+#[allow(clippy::too_many_arguments)]
 pub fn train_step(
     model: Trainable,
     optim: &mut ModuleOptimizer,
@@ -103,17 +110,31 @@ pub fn train_step(
     objective: &Objective,
     pairs: &EncodedPairs,
     idx: &[usize],
+    distill: Option<(&DistillObjective, TransferBatch)>,
     device: &Device,
 ) -> (Trainable, StepOutcome) {
-    let rows: Vec<&[u32]> = idx.iter().map(|&i| pairs.a[i].as_slice()).chain(idx.iter().map(|&i| pairs.b[i].as_slice())).collect();
-    let batch = Batch::from_rows(&rows);
-    let real_tokens = batch.lengths.iter().sum::<usize>();
-    let cells = batch.batch_size * batch.seq_len;
-    let labels: Vec<f32> = idx.iter().map(|&i| pairs.labels[i]).collect();
-    let (a, b) = model.twin.forward(BatchTensors::new(&batch, device));
-    let keys_a: Vec<u64> = idx.iter().map(|&i| pairs.keys[i].0).collect();
-    let keys_b: Vec<u64> = idx.iter().map(|&i| pairs.keys[i].1).collect();
-    let loss = objective.loss(a, b, &labels, (&keys_a, &keys_b), model.head.as_ref(), device);
+    let (mut real_tokens, mut cells) = (0, 0);
+    let mut loss = None;
+    if !idx.is_empty() {
+        let rows: Vec<&[u32]> = idx.iter().map(|&i| pairs.a[i].as_slice()).chain(idx.iter().map(|&i| pairs.b[i].as_slice())).collect();
+        let batch = Batch::from_rows(&rows);
+        real_tokens += batch.lengths.iter().sum::<usize>();
+        cells += batch.batch_size * batch.seq_len;
+        let labels: Vec<f32> = idx.iter().map(|&i| pairs.labels[i]).collect();
+        let (a, b) = model.twin.forward(BatchTensors::new(&batch, device));
+        let keys_a: Vec<u64> = idx.iter().map(|&i| pairs.keys[i].0).collect();
+        let keys_b: Vec<u64> = idx.iter().map(|&i| pairs.keys[i].1).collect();
+        loss = objective.loss(a, b, &labels, (&keys_a, &keys_b), model.head.as_ref(), device);
+    }
+    if let Some((d, batch)) = distill {
+        real_tokens += batch.tokens.lengths.iter().sum::<usize>();
+        cells += batch.tokens.batch_size * batch.tokens.seq_len;
+        let term = d.loss(&model.twin.encoder, model.projection.as_ref(), batch, device);
+        loss = Some(match loss {
+            Some(l) => l + term,
+            None => term,
+        });
+    }
     let model = match &loss {
         Some(loss) => {
             let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -141,7 +162,7 @@ mod tests {
         let encoded = EncodedPairs::new(&tok, &pairs).unwrap();
         assert_eq!((encoded.len(), encoded.lengths()), (2, vec![3, 2]));
         let encoder = EncoderConfig::new(tok.vocab_size()).with_d_embed(8).with_d_hidden(8).init(&device);
-        let mut model = Trainable { twin: TwinEncoder { encoder }, head: None };
+        let mut model = Trainable { twin: TwinEncoder { encoder }, head: None, projection: None };
         let mut optim = AdamConfig::new().init();
         let bias = |m: &Trainable| m.twin.encoder.forward_lstm.bias.val().into_data().try_into_vec::<f32>().unwrap();
         let before = bias(&model);
@@ -149,13 +170,13 @@ mod tests {
         // the model is left as it was.
         let negatives = Objective { losses: vec![LossSpec::new(LossKind::InBatchNegatives)], energy: Energy::Euclidean, margin: 1.0 };
         let out;
-        (model, out) = train_step(model, &mut optim, 0.1, &negatives, &encoded, &[1], &device);
+        (model, out) = train_step(model, &mut optim, 0.1, &negatives, &encoded, &[1], None, &device);
         assert!(out.loss.is_none());
         assert_eq!((out.real_tokens, out.cells), (4, 4));
         assert_eq!(bias(&model), before);
         // Both pairs, both sides in one batch padded to 3 tokens; the contrastive loss moves it.
         let contrastive = Objective { losses: vec![LossSpec::new(LossKind::Contrastive)], ..negatives };
-        let (model, out) = train_step(model, &mut optim, 0.1, &contrastive, &encoded, &[0, 1], &device);
+        let (model, out) = train_step(model, &mut optim, 0.1, &contrastive, &encoded, &[0, 1], None, &device);
         let loss = out.loss.unwrap().into_scalar::<f32>();
         assert!(loss.is_finite() && loss > 0.0, "{loss}");
         assert_eq!((out.real_tokens, out.cells), (3 + 2 + 3 + 2, 4 * 3));
