@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::prelude::Device;
 use burn::store::{ModuleRecord, RecordError};
+use burn::tensor::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokenize::WordTokenizer;
@@ -198,7 +199,8 @@ impl ModelPackage {
                 format!("vocabulary of {} words, but config.json expects {}", tokenizer.vocab_size(), config.encoder.vocab_size),
             ));
         }
-        let record = ModuleRecord::load(&weights_path).map_err(|e| record_error(&weights_path, e))?;
+        // The bytes already read (and checksummed) are what burn decodes: each file is read once.
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights_bytes.clone())).map_err(|e| record_error(&weights_path, e))?;
         let encoder = config.encoder.init(device).try_load_record(record).map_err(|e| record_error(&weights_path, e))?;
         let metrics_path = dir.join(METRICS_FILE);
         let metrics_bytes = read(&metrics_path)?;
@@ -231,8 +233,9 @@ impl ModelPackage {
                 let head_path = dir.join(HEAD_FILE);
                 let head_len = std::fs::metadata(&head_path).map_err(|e| EncoderError::io(&head_path, e))?.len();
                 check_head_shape(head_config, head_len).map_err(|reason| corrupt(&config_path, reason))?;
-                checksums.verify(dir, HEAD_FILE, &read(&head_path)?)?;
-                let record = ModuleRecord::load(&head_path).map_err(|e| record_error(&head_path, e))?;
+                let head_bytes = read(&head_path)?;
+                checksums.verify(dir, HEAD_FILE, &head_bytes)?;
+                let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(head_bytes)).map_err(|e| record_error(&head_path, e))?;
                 let head = head_config.init(device).try_load_record(record).map_err(|e| record_error(&head_path, e))?;
                 let t = metrics
                     .get("head_threshold")
