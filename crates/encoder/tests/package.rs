@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use encoder::{Backend, Embedder, EncoderConfig, Energy, ModelPackage, PackageConfig, VerdictHeadConfig};
+use encoder::{Backend, Embedder, EncoderConfig, Energy, ModelPackage, PackageConfig, SearchFlag, VerdictHeadConfig};
 use tokenize::{VocabOptions, WordTokenizer};
 
 fn sample(dir: &Path) -> (PackageConfig, WordTokenizer) {
@@ -310,4 +310,44 @@ fn updating_metrics_keeps_every_other_byte_and_the_fingerprint() {
     // Metrics without a threshold are refused, and the package is unchanged.
     assert!(after.update_metrics(&serde_json::json!({"search_threshold": 0.5})).is_err());
     assert_eq!(ModelPackage::load(&dir, &device).unwrap().search_threshold, Some(0.93));
+}
+
+#[test]
+fn a_package_with_a_head_may_flag_search_hits_by_similarity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut config, tok) = sample(&tmp.path().join("plain"));
+    let device = Backend::Flex.device();
+    let plain = ModelPackage::load(&tmp.path().join("plain"), &device).unwrap();
+    config.head = Some(VerdictHeadConfig::new(config.encoder.d_output()).with_d_hidden(5));
+    let head = config.head.as_ref().unwrap().init(&device);
+    let save = |name: &str, metrics: serde_json::Value| {
+        let dir = tmp.path().join(name);
+        ModelPackage::save(&dir, &config, &tok, &plain.encoder, Some(&head), &metrics).map(|_| dir)
+    };
+    // Without a flag, a head package flags search hits by the head's probability.
+    let dir = save("by-head", serde_json::json!({"threshold": 0.8, "head_threshold": 0.6, "search_threshold": 0.95})).unwrap();
+    let p = ModelPackage::load(&dir, &device).unwrap();
+    assert_eq!(
+        (p.search_flag, p.search_probability_threshold(), p.search_similarity_threshold()),
+        (SearchFlag::HeadProbability, Some(0.95), None)
+    );
+    assert!(p.is_search_duplicate(1.9, Some(0.96)) && !p.is_search_duplicate(0.1, Some(0.94)));
+    // With "similarity", the same threshold applies to the similarity and the head is ignored
+    // in search (Euclidean on unit vectors: similarity = 1 − d²/2), but still judges pairs.
+    let metrics = serde_json::json!({"threshold": 0.8, "head_threshold": 0.6, "search_threshold": 0.95, "search_flag": "similarity"});
+    let p = ModelPackage::load(&save("by-similarity", metrics).unwrap(), &device).unwrap();
+    assert_eq!(
+        (p.search_flag, p.search_probability_threshold(), p.search_similarity_threshold()),
+        (SearchFlag::Similarity, None, Some(0.95))
+    );
+    assert!(p.is_search_duplicate(0.3, Some(0.0)) && !p.is_search_duplicate(0.4, Some(1.0)));
+    assert!(p.is_duplicate(0.4, Some(1.0)));
+    // A flag needs a threshold; an unknown flag is named.
+    assert!(save("no-threshold", serde_json::json!({"threshold": 0.8, "head_threshold": 0.6, "search_flag": "similarity"})).is_err());
+    let dir = save("odd", serde_json::json!({"threshold": 0.8, "head_threshold": 0.6, "search_threshold": 0.9})).unwrap();
+    std::fs::remove_file(dir.join("checksums.json")).unwrap();
+    let odd = serde_json::json!({"threshold": 0.8, "head_threshold": 0.6, "search_threshold": 0.9, "search_flag": "vibes"});
+    std::fs::write(dir.join("metrics.json"), serde_json::to_vec(&odd).unwrap()).unwrap();
+    let e = load_err(&dir);
+    assert!(e.contains("metrics.json") && e.contains("search_flag"), "{e}");
 }

@@ -55,9 +55,9 @@ struct SearchArgs {
 
 #[derive(clap::Args, Debug, Clone)]
 struct Common {
-    /// Model package directory [default: models/quora-retrieval for search, index, add and dedup
-    /// (it ranks best and keeps unrelated questions apart); models/quora for score (its verdict
-    /// head ranks duplicate pairs like Quora's best)].
+    /// Model package directory [default: models/quora, shipped with this repository: it ranks
+    /// for search, index, add and dedup, flags search hits at its search threshold, and judges
+    /// score's pairs with its verdict head].
     #[arg(long, global = true, env = "TWIN_MODEL")]
     model: Option<PathBuf>,
     /// Compute backend: ndarray, flex or wgpu.
@@ -184,34 +184,18 @@ fn bar(quiet: bool, len: Option<u64>, what: &str) -> ProgressBar {
     bar
 }
 
-/// What a command needs most from its model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Job {
-    /// Sentences compared with a whole collection (search, index, add, dedup): the ranking
-    /// model, whose similarities also separate unrelated questions (docs/results.md compares
-    /// how many corpus pairs each shipped model calls duplicates).
-    Rank,
-    /// Verdicts on given pairs (score), which in Quora-like data are already on one topic.
-    Judge,
+/// The shipped model every command uses unless `--model` names another: one package ranks,
+/// flags search hits (at its search threshold) and judges pairs (with its verdict head).
+const DEFAULT_MODEL: &str = "models/quora";
+
+/// `--model` (or `TWIN_MODEL`) when given, else the shipped model.
+fn model_for(given: Option<&Path>) -> PathBuf {
+    given.map_or_else(|| PathBuf::from(DEFAULT_MODEL), Path::to_path_buf)
 }
 
-/// The shipped model for ranking: trained with in-batch negatives, which rank best.
-const RANKING_MODEL: &str = "models/quora-retrieval";
-/// The shipped model for pair verdicts: contrastive loss plus a verdict head.
-const VERDICT_MODEL: &str = "models/quora";
-
-/// `--model` (or `TWIN_MODEL`) when given, else the shipped model that does `job` best.
-fn model_for(given: Option<&Path>, job: Job) -> PathBuf {
-    match (given, job) {
-        (Some(p), _) => p.to_path_buf(),
-        (None, Job::Rank) => PathBuf::from(RANKING_MODEL),
-        (None, Job::Judge) => PathBuf::from(VERDICT_MODEL),
-    }
-}
-
-fn load_embedder(common: &Common, job: Job) -> anyhow::Result<Embedder> {
+fn load_embedder(common: &Common) -> anyhow::Result<Embedder> {
     let device = common.backend.try_device().map_err(anyhow::Error::msg)?;
-    let package = ModelPackage::load(&locate(&model_for(common.model.as_deref(), job)), &device)?;
+    let package = ModelPackage::load(&locate(&model_for(common.model.as_deref())), &device)?;
     Ok(Embedder::new(package, device))
 }
 
@@ -231,7 +215,7 @@ fn run() -> anyhow::Result<()> {
             if out.exists() && Index::read_header(&out).is_err() {
                 bail!("{}: exists and is not an index; refusing to replace it (choose another --index)", out.display());
             }
-            let embedder = load_embedder(&common, Job::Rank)?;
+            let embedder = load_embedder(&common)?;
             let sentences = corpus::read_sentences(&file, column.as_deref())?;
             let pb = bar(common.quiet, Some(sentences.len() as u64), "embedding");
             let mut idx = corpus::build_index(&embedder, sentences, |n| pb.inc(n as u64))?;
@@ -244,7 +228,7 @@ fn run() -> anyhow::Result<()> {
         }
         Some(Command::Add { file, column, index }) => {
             check_output(&index, &[&file])?;
-            let embedder = load_embedder(&common, Job::Rank)?;
+            let embedder = load_embedder(&common)?;
             // Fail fast on the wrong model, before embedding anything.
             let header = Index::read_header(&index)?;
             Index::new(&header.fingerprint, header.dim).check_model(&index, &embedder.package.fingerprint, embedder.dim())?;
@@ -280,7 +264,7 @@ fn run_search(common: &Common, args: &SearchArgs) -> anyhow::Result<()> {
     if let Some(i) = queries.iter().position(|q| q.trim().is_empty()) {
         bail!("query {} is empty", i + 1);
     }
-    let embedder = load_embedder(common, Job::Rank)?;
+    let embedder = load_embedder(common)?;
     let idx = match index {
         Some(p) => {
             let idx = Index::load(p)?;
@@ -361,7 +345,7 @@ fn run_dedup(common: &Common, file: &Path, column: Option<&str>, threshold: Opti
     if let Some(out) = &output {
         check_output(out, &[file])?;
     }
-    let embedder = load_embedder(common, Job::Rank)?;
+    let embedder = load_embedder(common)?;
     let idx = if file.extension().is_some_and(|e| e == "idx") {
         let idx = Index::load(file)?;
         idx.check_model(file, &embedder.package.fingerprint, embedder.dim())?;
@@ -418,7 +402,7 @@ fn run_score(
     if let Some(out) = &output {
         check_output(out, &[file])?;
     }
-    let embedder = load_embedder(common, Job::Judge)?;
+    let embedder = load_embedder(common)?;
     let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     let layout = match format.as_deref().unwrap_or(if ext == "tsv" { "tsv" } else { "csv" }) {
         "csv" => Layout::Header { delimiter: b',', quoting: true },
@@ -467,15 +451,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_job_gets_its_shipped_model_unless_one_is_given() {
-        assert_eq!(model_for(None, Job::Rank), PathBuf::from("models/quora-retrieval"));
-        assert_eq!(model_for(None, Job::Judge), PathBuf::from("models/quora"));
-        for job in [Job::Rank, Job::Judge] {
-            assert_eq!(model_for(Some(Path::new("my/model")), job), PathBuf::from("my/model"));
-        }
-        // The defaults are real packages of this repository.
-        for job in [Job::Rank, Job::Judge] {
-            assert!(locate(&model_for(None, job)).join("model.bpk").is_file(), "{job:?}");
-        }
+    fn every_command_gets_the_shipped_model_unless_one_is_given() {
+        assert_eq!(model_for(None), PathBuf::from("models/quora"));
+        assert_eq!(model_for(Some(Path::new("my/model"))), PathBuf::from("my/model"));
+        // The default is a real package of this repository, with a verdict head for score and
+        // a search threshold for search.
+        let dir = locate(&model_for(None));
+        let package = ModelPackage::load(&dir, &Backend::Flex.device()).unwrap();
+        assert!(package.head.is_some() && package.search_threshold.is_some(), "{}", dir.display());
     }
 }

@@ -260,6 +260,7 @@ fn the_reporting_part_is_split_off_and_never_trained_on() {
     cfg.data.valid_size = 8;
     cfg.data.report_size = 6;
     cfg.train.epochs = 1;
+    cfg.train.search_false_alarm = Some(0.5);
     let dir = tempfile::tempdir().unwrap();
     let report = trainer::train(&cfg, &dirs(), &TrainRun { progress: false, output: Some(dir.path().join("m")) }).unwrap();
     assert_eq!((report.train_pairs, report.valid_pairs), (26, 8));
@@ -268,6 +269,10 @@ fn the_reporting_part_is_split_off_and_never_trained_on() {
     let (reporting, corpus, _) = trainer::heldout_pairs(&package, &dirs(), trainer::HeldoutPart::Report).unwrap();
     assert_eq!((select.len(), reporting.len(), corpus.len()), (8, 6, 80));
     assert!(reporting.iter().all(|r| select.iter().all(|s| s.line != r.line)));
+    // The search threshold was chosen at the end of training on the selection part's searches,
+    // within the configured false-alarm rate.
+    let chosen = &package.metrics["search_threshold_chosen_at"];
+    assert!(package.search_threshold.is_some() && chosen["false_alarm"].as_f64().unwrap() <= 0.5, "{chosen}");
     // Without a reporting part, --report has nothing to measure and says so.
     cfg.data.report_size = 0;
     let m2 = dir.path().join("m2");
