@@ -101,6 +101,20 @@ pub fn augmented_copies(sentence: &str, tries: usize, classes: &WordClasses, opt
     out
 }
 
+/// The ids of the `k` highest scores of `(id, score)`, highest first (ties: earlier first), kept
+/// in a sorted buffer of `k`, so a long stream costs no sort of the whole.
+pub fn best_k(scores: impl IntoIterator<Item = (usize, f32)>, k: usize) -> Vec<usize> {
+    let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
+    for (id, s) in scores {
+        if k > 0 && (best.len() < k || s > best[best.len() - 1].0) {
+            let at = best.partition_point(|&(t, _)| t >= s);
+            best.insert(at, (s, id));
+            best.truncate(k);
+        }
+    }
+    best.into_iter().map(|(_, id)| id).collect()
+}
+
 /// The `k` nearest neighbours by cosine of each word of `queries`, among the first `candidates`
 /// words of `words` (row `i` of `vectors`, `dim` values each, is the vector of `words[i]`):
 /// word classes for [`augment_once`]. Words without a vector get no class; a word is never its
@@ -123,16 +137,9 @@ pub fn neighbour_classes(words: &[String], vectors: &[f32], dim: usize, candidat
         .filter_map(|q| {
             let &qi = index.get(q.as_str())?;
             let qv = row(qi);
-            let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
-            for c in (0..candidates).filter(|&c| c != qi) {
-                let s: f32 = qv.iter().zip(row(c)).map(|(a, b)| a * b).sum();
-                if best.len() < k || s > best[best.len() - 1].0 {
-                    let at = best.partition_point(|&(t, _)| t >= s);
-                    best.insert(at, (s, c));
-                    best.truncate(k);
-                }
-            }
-            (!best.is_empty()).then(|| (q.clone(), best.into_iter().map(|(_, c)| words[c].clone()).collect()))
+            let scores = (0..candidates).filter(|&c| c != qi).map(|c| (c, qv.iter().zip(row(c)).map(|(a, b)| a * b).sum()));
+            let best = best_k(scores, k);
+            (!best.is_empty()).then(|| (q.clone(), best.into_iter().map(|c| words[c].clone()).collect()))
         })
         .collect()
 }
@@ -208,6 +215,14 @@ mod tests {
         // A query beyond the candidates still finds neighbours among them; an unknown word has none.
         assert_eq!(c["rare"], vec!["king".to_string(), "queen".to_string()]);
         assert!(!c.contains_key("unknown"));
+    }
+
+    #[test]
+    fn best_k_keeps_the_highest_scores_in_order() {
+        let scores = [(0, 0.5), (1, 0.9), (2, 0.1), (3, 0.9), (4, 0.7)];
+        assert_eq!(best_k(scores, 3), vec![1, 3, 4]);
+        assert_eq!(best_k(scores, 9), vec![1, 3, 4, 0, 2]);
+        assert!(best_k(scores, 0).is_empty());
     }
 
     #[test]

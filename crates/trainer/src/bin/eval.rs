@@ -114,13 +114,15 @@ fn main() -> std::process::ExitCode {
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let device = args.backend.try_device().map_err(anyhow::Error::msg)?;
-    let package = ModelPackage::load(&args.model, &device)?;
+    // One load serves evaluation and search verdicts alike.
+    let embedder = Embedder::new(ModelPackage::load(&args.model, &device)?, device.clone());
+    let package = &embedder.package;
     let dirs = DataDirs { data: args.data_dir.clone(), ..Default::default() };
 
     let mut input = None;
     let (pairs, range, extra, what) = if args.heldout || args.report {
         let (part, name) = if args.report { (HeldoutPart::Report, "reporting") } else { (HeldoutPart::Selection, "held-out validation") };
-        let (pairs, sentences, range) = trainer::heldout_pairs(&package, &dirs, part)?;
+        let (pairs, sentences, range) = trainer::heldout_pairs(package, &dirs, part)?;
         (pairs, range, Some(sentences), format!("{name} pairs of {}", package.dir.display()))
     } else {
         let split = args.split.clone().context("--split is required")?;
@@ -148,16 +150,13 @@ fn run() -> anyhow::Result<()> {
         retrieval: args.retrieval.unwrap_or(!graded && (args.heldout || args.report || args.task == Some(PairFormat::Qqp))),
         extra_corpus: extra_refs.as_deref(),
     };
-    let report = trainer::evaluate(&package, &pairs, &options, &device).context("evaluation failed")?;
+    let report = trainer::evaluate(package, &pairs, &options, &device).context("evaluation failed")?;
     if (args.verdicts || args.calibrate_search.is_some()) && graded {
         anyhow::bail!("--verdicts and --calibrate-search judge binary tasks only; {what} is graded");
     }
     // One ranking of the corpus serves both the report and the calibration.
     let verdicts = match args.verdicts || args.calibrate_search.is_some() {
-        true => {
-            let embedder = Embedder::new(ModelPackage::load(&args.model, &device)?, device.clone());
-            Some(trainer::verdicts::search_verdicts(&embedder, &pairs, extra_refs.as_deref())?)
-        }
+        true => Some(trainer::verdicts::search_verdicts(&embedder, &pairs, extra_refs.as_deref())?),
         false => None,
     };
     if args.json {
@@ -173,14 +172,14 @@ fn run() -> anyhow::Result<()> {
         }
     }
     if let (Some(max_false_alarm), Some(sv)) = (args.calibrate_search, &verdicts) {
-        calibrate(&package, sv, max_false_alarm)?;
+        calibrate(package, sv, max_false_alarm)?;
     }
     if let Some((dir, [pr, scores])) = plots {
         let name = match &input {
             Some(path) => path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()),
             None => "held-out pairs".to_string(),
         };
-        let (pr_svg, scores_svg) = draw(&package, &pairs, &report, &name, &device)?;
+        let (pr_svg, scores_svg) = draw(package, &pairs, &report, &name, &device)?;
         std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create the plots directory", dir.display()))?;
         write_file(&pr, &pr_svg)?;
         write_file(&scores, &scores_svg)?;

@@ -156,11 +156,15 @@ impl DistillObjective {
     /// The weighted distillation loss of one batch.
     pub fn loss(&self, encoder: &SentenceEncoder, projection: Option<&Linear>, batch: TransferBatch, device: &Device) -> Tensor<1> {
         let student = encoder.forward(BatchTensors::new(&batch.tokens, device));
-        let mut total = similarity_distill_loss(student.clone(), batch.teacher.clone()).mul_scalar(self.similarity_weight);
-        if let Some(w) = projection {
-            total = total + projection_distill_loss(w.forward(student), batch.teacher).mul_scalar(self.projection_weight);
+        // A term with weight 0 is not computed at all.
+        let similarity = (self.similarity_weight > 0.0)
+            .then(|| similarity_distill_loss(student.clone(), batch.teacher.clone()).mul_scalar(self.similarity_weight));
+        let projected = projection.map(|w| projection_distill_loss(w.forward(student), batch.teacher).mul_scalar(self.projection_weight));
+        match (similarity, projected) {
+            (Some(s), Some(p)) => s + p,
+            (Some(t), None) | (None, Some(t)) => t,
+            (None, None) => Tensor::zeros([1], device),
         }
-        total
     }
 }
 

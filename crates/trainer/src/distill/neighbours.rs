@@ -6,6 +6,7 @@
 //! built from groups of teacher neighbours put those pairs into the similarity-matrix term, so the
 //! student learns how far apart the teacher keeps them.
 
+use data::augment::best_k;
 use rayon::prelude::*;
 
 /// Query rows per block of the product: bounds the block's scores to `BLOCK × n` floats.
@@ -29,18 +30,7 @@ pub fn nearest(vectors: &[f32], dim: usize, k: usize) -> Vec<Vec<usize>> {
         let found: Vec<Vec<usize>> = scores[..rows * n]
             .par_chunks(n)
             .enumerate()
-            .map(|(r, row)| {
-                let me = start + r;
-                let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
-                for (j, &s) in row.iter().enumerate() {
-                    if j != me && (best.len() < k || s > best[best.len() - 1].0) {
-                        let at = best.partition_point(|&(t, _)| t >= s);
-                        best.insert(at, (s, j));
-                        best.truncate(k);
-                    }
-                }
-                best.into_iter().map(|(_, j)| j).collect()
-            })
+            .map(|(r, row)| best_k(row.iter().copied().enumerate().filter(|&(j, _)| j != start + r), k))
             .collect();
         out.extend(found);
     }

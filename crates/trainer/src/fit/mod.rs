@@ -71,7 +71,7 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
     let mut epochs: Vec<EpochMetrics> = Vec::new();
     let mut selection = Selection::default();
     let inference = device.clone().without_autodiff();
-    let distill = match &cfg.distill {
+    let mut distill = match &cfg.distill {
         Some(d) => {
             let transfer = TransferData::load(d, &tokenizer)?;
             let objective = DistillObjective::of(d);
@@ -83,7 +83,6 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
         }
         None => None,
     };
-    let mut distill = distill;
     let pretrain = cfg.distill.as_ref().map_or(0, |d| d.pretrain_epochs);
     let total_epochs = pretrain + cfg.train.epochs;
 
@@ -171,12 +170,11 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
 /// Chooses and stores the search threshold of the package just written, on the search verdicts
 /// of its validation pairs (corpus: every sentence of its training file, as `eval --heldout`).
 fn calibrate_search(dir: &std::path::Path, dirs: &DataDirs, max_false_alarm: f64, device: &Device) -> Result<()> {
-    let package = ModelPackage::load(dir, device)?;
-    let (valid, sentences, _) = evaluate::heldout_pairs(&package, dirs, HeldoutPart::Selection)?;
-    let corpus: Vec<&str> = sentences.iter().map(String::as_str).collect();
     let embedder = encoder::Embedder::new(ModelPackage::load(dir, device)?, device.clone());
+    let (valid, sentences, _) = evaluate::heldout_pairs(&embedder.package, dirs, HeldoutPart::Selection)?;
+    let corpus: Vec<&str> = sentences.iter().map(String::as_str).collect();
     let verdicts = crate::verdicts::search_verdicts(&embedder, &valid, Some(&corpus))?;
-    let (flag, point) = crate::verdicts::store_search_threshold(&package, &verdicts, max_false_alarm)?;
+    let (flag, point) = crate::verdicts::store_search_threshold(&embedder.package, &verdicts, max_false_alarm)?;
     fsio::warn!(
         "search threshold {:.4} ({}) chosen on the validation pairs: detection {:.4}, false alarm {:.4}",
         point.threshold,
