@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use encoder::Embedder;
 
-use crate::index::{Fnv, Index};
+use crate::index::file::Fnv;
+use crate::index::Index;
 use crate::{Result, RetrieveError};
 
 /// Sentences of a text file, one per line; blank lines and lines starting with `#` are skipped.

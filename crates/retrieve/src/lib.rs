@@ -15,14 +15,18 @@
 //! assert_eq!(hits, top_k_naive(&vectors, 2, &[0.1, 0.99], 2));
 //! ```
 
+pub mod ann;
 pub mod corpus;
 pub mod dedup;
 pub mod index;
 pub mod report;
 pub mod score;
 pub mod search;
+#[cfg(feature = "serve")]
+pub mod serve;
 
-pub use index::{Index, IndexHeader};
+pub use ann::{Ann, AnnParams, SearchMode};
+pub use index::{Index, IndexHeader, NewItem};
 pub use report::{QueryHits, SearchHit, SearchReport};
 pub use search::{top_k, Hit};
 

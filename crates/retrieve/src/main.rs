@@ -11,7 +11,7 @@ use encoder::{Backend, Embedder, ModelPackage};
 use fsio::{check_output, escape_terminal, warn};
 use indicatif::{ProgressBar, ProgressStyle};
 use retrieve::score::{Layout, ScoreOptions};
-use retrieve::{corpus, dedup, Index, SearchReport};
+use retrieve::{corpus, dedup, Ann, AnnParams, Index, NewItem, SearchMode, SearchReport};
 
 /// Find the stored questions nearest to a new one, with duplicate verdicts from a twin-LSTM
 /// model.
@@ -51,6 +51,15 @@ struct SearchArgs {
     /// Corpus searched when no --index is given: one question per line.
     #[arg(long, default_value = "datasets/questions.txt")]
     corpus: PathBuf,
+    /// exact reads every stored vector; approx asks the index's graph (PATH.hnsw, built by
+    /// `retrieve index` for large indexes); auto uses the graph from 50,000 items on when the
+    /// index has a current one.
+    #[arg(long, value_enum, default_value_t = SearchMode::Auto)]
+    search: SearchMode,
+    /// Candidates a graph search keeps (HNSW's ef): more recalls more and is slower
+    /// [default: the graph's own, set when it was built].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    ef: Option<u64>,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -84,6 +93,9 @@ enum Command {
         /// it is replaced atomically.
         #[arg(long)]
         index: Option<PathBuf>,
+        /// Build the approximate-search graph (PATH.hnsw): auto from 50,000 sentences on.
+        #[arg(long, value_enum, default_value_t = SearchMode::Auto)]
+        graph: SearchMode,
     },
     /// Append sentences to an existing index without re-embedding what it holds.
     Add {
@@ -92,7 +104,25 @@ enum Command {
         /// CSV column holding the sentences.
         #[arg(long)]
         column: Option<String>,
-        /// The index to extend.
+        /// The index to extend. Adds are appended to its journal (PATH.journal), not rewritten.
+        #[arg(long)]
+        index: PathBuf,
+        /// CSV column holding each sentence's key (your own id for it, shown with each hit).
+        #[arg(long)]
+        key_column: Option<String>,
+    },
+    /// Remove items from an index by id (the `id` of search hits in --json output).
+    Delete {
+        /// The ids to remove.
+        #[arg(required = true)]
+        ids: Vec<u64>,
+        /// The index.
+        #[arg(long)]
+        index: PathBuf,
+    },
+    /// Fold an index's journal (adds and removals) into a new snapshot, and refresh its graph.
+    Compact {
+        /// The index.
         #[arg(long)]
         index: PathBuf,
     },
@@ -134,6 +164,41 @@ enum Command {
         /// Rows per batch.
         #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..=retrieve::score::MAX_BATCH_ROWS as u64))]
         batch_rows: u64,
+    },
+    /// Serve search, pair verdicts and adds over HTTP (JSON), with the model and index loaded
+    /// once: POST /search, POST /score, POST /items, GET /health, GET /metrics. Stops on SIGTERM or
+    /// Ctrl-C after the requests in flight.
+    #[cfg(feature = "serve")]
+    Serve {
+        /// The index to serve; POST /items appends to it (default: the shipped corpus's cached
+        /// index, served read-only).
+        #[arg(long)]
+        index: Option<PathBuf>,
+        /// Address to listen on. Any address but loopback needs --token.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+        /// Bearer token every request must carry (Authorization: Bearer TOKEN).
+        #[arg(long, env = "TWIN_SERVE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Largest k of a search.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        max_k: u64,
+        /// Most queries, pairs or items per request.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        max_batch: u64,
+        /// Largest request body in bytes.
+        #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+        max_body_bytes: u64,
+        /// How to search: approx builds the graph at start when the index has none.
+        #[arg(long, value_enum, default_value_t = SearchMode::Auto)]
+        search: SearchMode,
+        /// Candidates a graph search keeps (HNSW's ef) [default: the graph's own].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        ef: Option<u64>,
+        /// How long a search waits for others to share its encoding and search batch, in
+        /// microseconds (0: no batching).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+        batch_window_us: u64,
     },
 }
 
@@ -209,7 +274,7 @@ fn run() -> anyhow::Result<()> {
     match cli.command {
         None => run_search(&common, &cli.search),
         Some(Command::Search(args)) => run_search(&common, &args),
-        Some(Command::Index { file, column, index }) => {
+        Some(Command::Index { file, column, index, graph }) => {
             let out = index.unwrap_or_else(|| file.with_extension("idx"));
             check_output(&out, &[&file])?;
             if out.exists() && Index::read_header(&out).is_err() {
@@ -222,61 +287,160 @@ fn run() -> anyhow::Result<()> {
             pb.finish_and_clear();
             idx.header.source_hash = Some(corpus::file_hash(&file)?);
             let _lock = Index::lock(&out, |l| warn!("waiting for another writer of {} ({})", out.display(), l.display()))?;
-            idx.save(&out)?;
+            idx.create(&out)?;
+            if graph.uses_graph(idx.len()) {
+                build_graph(&common, &out, &idx)?;
+            }
             warn!("indexed {} sentences into {}", idx.len(), escape_terminal(&out.display().to_string()));
             Ok(())
         }
-        Some(Command::Add { file, column, index }) => {
+        Some(Command::Add { file, column, index, key_column }) => {
             check_output(&index, &[&file])?;
             let embedder = load_embedder(&common)?;
             // Fail fast on the wrong model, before embedding anything.
             let header = Index::read_header(&index)?;
-            Index::new(&header.fingerprint, header.dim).check_model(&index, &embedder.package.fingerprint, embedder.dim())?;
+            retrieve::index::check_model(&header, &index, &embedder.package.fingerprint, embedder.dim())?;
             let sentences = corpus::read_sentences(&file, column.as_deref())?;
+            let keys = match &key_column {
+                Some(k) => corpus::read_sentences(&file, Some(k))?.into_iter().map(Some).collect(),
+                None => vec![None; sentences.len()],
+            };
+            if keys.len() != sentences.len() {
+                bail!("{}: {} sentences but {} keys", file.display(), sentences.len(), keys.len());
+            }
             let pb = bar(common.quiet, Some(sentences.len() as u64), "embedding");
             let texts: Vec<&str> = sentences.iter().map(String::as_str).collect();
             let vectors = embedder.embed_with_progress(&texts, |n| pb.inc(n as u64))?;
             pb.finish_and_clear();
-            let added = sentences.len();
-            // Read, extend and write under the index's lock, so that concurrent adds each
-            // start from the other's result and none is lost.
+            let items: Vec<NewItem> = sentences.into_iter().zip(keys).map(|(text, key)| NewItem { text, key }).collect();
+            // Appended to the journal under the index's lock, after taking in what other
+            // writers appended, so concurrent adds each get their own ids and none is lost.
             let _lock = Index::lock(&index, |l| warn!("waiting for another writer of {} ({})", index.display(), l.display()))?;
             let mut idx = Index::load(&index)?;
             idx.check_model(&index, &embedder.package.fingerprint, embedder.dim())?;
-            idx.extend(sentences, &vectors)?;
-            idx.header.source_hash = None;
-            idx.save(&index)?;
-            warn!("added {added} sentences; {} now holds {}", escape_terminal(&index.display().to_string()), idx.len());
+            let ids = idx.append(&index, items, &vectors)?;
+            let range = match (ids.first(), ids.last()) {
+                (Some(a), Some(b)) => format!(" (ids {a}..={b})"),
+                _ => String::new(),
+            };
+            warn!("added {} sentences{range}; {} now holds {}", ids.len(), escape_terminal(&index.display().to_string()), idx.len());
+            Ok(())
+        }
+        Some(Command::Delete { ids, index }) => {
+            let _lock = Index::lock(&index, |l| warn!("waiting for another writer of {} ({})", index.display(), l.display()))?;
+            let mut idx = Index::load(&index)?;
+            let removed = idx.delete(&index, &ids)?;
+            let missing: Vec<String> = ids.iter().filter(|i| !removed.contains(i)).map(u64::to_string).collect();
+            warn!("removed {} items; {} now holds {}", removed.len(), escape_terminal(&index.display().to_string()), idx.len());
+            if !missing.is_empty() {
+                bail!("no item with id {} in {}", missing.join(", "), index.display());
+            }
+            Ok(())
+        }
+        Some(Command::Compact { index }) => {
+            let _lock = Index::lock(&index, |l| warn!("waiting for another writer of {} ({})", index.display(), l.display()))?;
+            let mut idx = Index::load(&index)?;
+            idx.compact(&index)?;
+            if SearchMode::Auto.uses_graph(idx.len()) || Ann::path_for(&index).exists() {
+                build_graph(&common, &index, &idx)?;
+            }
+            warn!("compacted {}: {} items", escape_terminal(&index.display().to_string()), idx.len());
             Ok(())
         }
         Some(Command::Dedup { file, column, threshold, output }) => run_dedup(&common, &file, column.as_deref(), threshold, output),
         Some(Command::Score { file, output, columns, format, strict, batch_rows }) => {
             run_score(&common, &file, output, columns, format, strict, batch_rows as usize)
         }
+        #[cfg(feature = "serve")]
+        Some(Command::Serve { index, addr, token, max_k, max_batch, max_body_bytes, search, ef, batch_window_us }) => {
+            let options = retrieve::serve::ServeOptions {
+                max_body_bytes: max_body_bytes as usize,
+                max_k: max_k as usize,
+                max_batch: max_batch as usize,
+                token,
+                search,
+                batch_window: std::time::Duration::from_micros(batch_window_us),
+            };
+            run_serve(&common, index, &cli.search.corpus, addr, options, ef)
+        }
     }
 }
 
-fn run_search(common: &Common, args: &SearchArgs) -> anyhow::Result<()> {
-    let (queries, k, index, corpus_path) = (&args.query, args.k, args.index.as_deref(), args.corpus.as_path());
-    if queries.is_empty() {
-        bail!("give a question to look up, e.g. retrieve \"How do I learn Rust?\" (see --help)");
-    }
-    if let Some(i) = queries.iter().position(|q| q.trim().is_empty()) {
-        bail!("query {} is empty", i + 1);
+#[cfg(feature = "serve")]
+fn run_serve(
+    common: &Common,
+    index: Option<PathBuf>,
+    corpus: &Path,
+    addr: std::net::SocketAddr,
+    options: retrieve::serve::ServeOptions,
+    ef: Option<u64>,
+) -> anyhow::Result<()> {
+    if retrieve::serve::needs_token(&addr) && options.token.is_none() {
+        bail!("{addr} is not a loopback address: give --token (or TWIN_SERVE_TOKEN) so that only your clients get in");
     }
     let embedder = load_embedder(common)?;
-    let idx = match index {
+    let idx = load_index(common, &embedder, index.as_deref(), corpus)?;
+    let ann = match &index {
+        Some(p) if options.search.uses_graph(idx.len()) => open_graph(common, p, &idx, true, ef)?,
+        _ => None,
+    };
+    let state = retrieve::serve::AppState::new(embedder, idx, ann, index, options);
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        warn!("listening on http://{} (POST /search, /score, /items; GET /health, /metrics)", listener.local_addr()?);
+        retrieve::serve::serve(listener, state, retrieve::serve::shutdown_signal()).await?;
+        warn!("stopped");
+        anyhow::Ok(())
+    })
+}
+
+/// Builds the graph of `idx` (stored at `path`) and saves it beside the index.
+fn build_graph(common: &Common, path: &Path, idx: &Index) -> anyhow::Result<Ann> {
+    let pb = bar(common.quiet, Some(idx.len() as u64), "building search graph");
+    let ann = Ann::build(idx, AnnParams::default(), |n| pb.inc(n as u64))?;
+    pb.finish_and_clear();
+    ann.save(path, idx)?;
+    Ok(ann)
+}
+
+/// The graph of the index at `path`: loaded when current, otherwise built and saved when `build`
+/// (a server, or `--search approx`); else `None` (exact search), with a warning.
+fn open_graph(common: &Common, path: &Path, idx: &Index, build: bool, ef: Option<u64>) -> anyhow::Result<Option<Ann>> {
+    let mut ann = match Ann::load(path, idx, (idx.header.uid, idx.snapshot_seq()))? {
+        Some(ann) => ann,
+        None if !build => {
+            warn!("{} has no current search graph: searching exactly (`retrieve compact --index` builds one)", path.display());
+            return Ok(None);
+        }
+        None => {
+            let pb = bar(common.quiet, Some(idx.len() as u64), "building search graph");
+            let ann = Ann::load_or_build(path, idx, AnnParams::default(), |n| pb.inc(n as u64))?;
+            pb.finish_and_clear();
+            ann
+        }
+    };
+    if let Some(ef) = ef {
+        ann.set_expansion_search(ef as usize);
+    }
+    Ok(Some(ann))
+}
+
+/// The index a search reads: `index` when given (checked against the model), else the cached
+/// index of `corpus`, built on first use.
+fn load_index(common: &Common, embedder: &Embedder, index: Option<&Path>, corpus: &Path) -> anyhow::Result<Index> {
+    Ok(match index {
         Some(p) => {
             let idx = Index::load(p)?;
             idx.check_model(p, &embedder.package.fingerprint, embedder.dim())?;
             idx
         }
         None => {
-            let corpus_path = locate(corpus_path);
+            let corpus_path = locate(corpus);
             let pb = std::cell::RefCell::new(ProgressBar::hidden());
             let (idx, _) = corpus::cached_index(
                 &corpus_path,
-                &embedder,
+                embedder,
                 |n| pb.borrow().inc(n as u64),
                 |total| {
                     if !common.quiet {
@@ -288,8 +452,24 @@ fn run_search(common: &Common, args: &SearchArgs) -> anyhow::Result<()> {
             pb.borrow().finish_and_clear();
             idx
         }
+    })
+}
+
+fn run_search(common: &Common, args: &SearchArgs) -> anyhow::Result<()> {
+    let (queries, k, index, corpus_path) = (&args.query, args.k, args.index.as_deref(), args.corpus.as_path());
+    if queries.is_empty() {
+        bail!("give a question to look up, e.g. retrieve \"How do I learn Rust?\" (see --help)");
+    }
+    if let Some(i) = queries.iter().position(|q| q.trim().is_empty()) {
+        bail!("query {} is empty", i + 1);
+    }
+    let embedder = load_embedder(common)?;
+    let idx = load_index(common, &embedder, index, corpus_path)?;
+    let ann = match index {
+        Some(p) if args.search.uses_graph(idx.len()) => open_graph(common, p, &idx, args.search == SearchMode::Approx, args.ef)?,
+        _ => None,
     };
-    let report = SearchReport::build(&embedder, &idx, queries, usize::try_from(k).unwrap_or(usize::MAX))?;
+    let report = SearchReport::build(&embedder, &idx, ann.as_ref(), queries, usize::try_from(k).unwrap_or(usize::MAX))?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     if common.json {
         report.write_json(&mut out)?;
@@ -363,9 +543,10 @@ fn run_dedup(common: &Common, file: &Path, column: Option<&str>, threshold: Opti
     let package = &embedder.package;
     let min_sim =
         threshold.or_else(|| package.search_similarity_threshold()).unwrap_or_else(|| energy.similarity_from_distance(package.threshold));
-    let pairs = dedup::mine_pairs(&idx.vectors, idx.dim(), min_sim as f32, dedup::MAX_PAIRS)
+    let (vectors, live) = idx.live_vectors();
+    let pairs = dedup::mine_pairs(&vectors, idx.dim(), min_sim as f32, dedup::MAX_PAIRS)
         .map_err(|most| anyhow::anyhow!("more than {most} pairs have similarity >= {min_sim:.3}; raise --threshold"))?;
-    let cluster = dedup::clusters(idx.len(), &pairs);
+    let cluster = dedup::clusters(live.len(), &pairs);
     let mut rows: Vec<(usize, &dedup::DupPair)> = pairs.iter().filter_map(|p| cluster[p.i].map(|c| (c, p))).collect();
     rows.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.score.total_cmp(&a.1.score)));
     let mut out = Output::open(output, &[file])?;
@@ -377,8 +558,8 @@ fn run_dedup(common: &Common, file: &Path, column: Option<&str>, threshold: Opti
                 c.to_string(),
                 (p.i + 1).to_string(),
                 (p.j + 1).to_string(),
-                idx.sentences[p.i].clone(),
-                idx.sentences[p.j].clone(),
+                idx.sentence(live[p.i]).to_string(),
+                idx.sentence(live[p.j]).to_string(),
                 format!("{:.4}", p.score),
             ])?;
         }

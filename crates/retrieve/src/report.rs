@@ -7,13 +7,18 @@ use std::path::PathBuf;
 use encoder::Embedder;
 use serde::Serialize;
 
-use crate::{search, Index, Result};
+use crate::{Ann, Index, Result};
 
 /// One stored sentence found for a query.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SearchHit {
     /// 1-based rank.
     pub rank: usize,
+    /// The stored item's id (stable: adds and removals do not change it).
+    pub id: u64,
+    /// The key the item was stored with, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// The stored sentence.
     pub sentence: String,
     /// The energy's similarity to the query (cosine for unit vectors).
@@ -50,17 +55,27 @@ pub struct SearchReport {
 
 impl SearchReport {
     /// Searches `index` for the `k` nearest stored sentences of each query and judges each hit.
-    /// Ranking is by the energy; a package with a verdict head judges hits with it.
-    pub fn build(embedder: &Embedder, index: &Index, queries: &[String], k: usize) -> Result<Self> {
-        let package = &embedder.package;
-        let energy = package.config.energy;
+    /// Ranking is by the energy; a package with a verdict head judges hits with it. With a
+    /// graph, candidates come from it ([`Ann::top_k`]); without, search is exact.
+    pub fn build(embedder: &Embedder, index: &Index, ann: Option<&Ann>, queries: &[String], k: usize) -> Result<Self> {
         let texts: Vec<&str> = queries.iter().map(String::as_str).collect();
         let qv = embedder.embed(&texts)?;
+        Self::from_vectors(embedder, index, ann, queries, &qv, k)
+    }
+
+    /// [`build`](Self::build) for queries already embedded (`qv`: one row per query), e.g. a
+    /// batch of several requests embedded at once.
+    pub fn from_vectors(embedder: &Embedder, index: &Index, ann: Option<&Ann>, queries: &[String], qv: &[f32], k: usize) -> Result<Self> {
+        let package = &embedder.package;
+        let energy = package.config.energy;
         let d = embedder.dim();
+        let all_hits = match ann {
+            Some(ann) => qv.chunks(d).map(|q| ann.top_k(index, q, k)).collect::<Result<Vec<_>>>()?,
+            None => index.top_k_batch(qv, k),
+        };
         let mut out = Vec::with_capacity(queries.len());
-        for (qi, query) in queries.iter().enumerate() {
+        for ((qi, query), hits) in queries.iter().enumerate().zip(all_hits) {
             let qvec = &qv[qi * d..(qi + 1) * d];
-            let hits = search::top_k(&index.vectors, d, qvec, k);
             let probabilities = embedder.head_probabilities(hits.len(), |i| (qvec, index.vector(hits[i].index)));
             let results = hits
                 .iter()
@@ -70,7 +85,9 @@ impl SearchReport {
                     let p = probabilities.as_ref().map(|(p, _)| p[rank]);
                     SearchHit {
                         rank: rank + 1,
-                        sentence: index.sentences[h.index].clone(),
+                        id: index.id(h.index),
+                        key: index.key(h.index).map(str::to_string),
+                        sentence: index.sentence(h.index).to_string(),
                         similarity: energy.similarity_from_distance(distance),
                         duplicate: package.is_search_duplicate(distance, p),
                         duplicate_probability: p,
@@ -128,12 +145,22 @@ mod tests {
                 results: vec![
                     SearchHit {
                         rank: 1,
+                        id: 4,
+                        key: Some("row-4".into()),
                         sentence: "a\n  2. 0.999  duplicate      forged".into(),
                         similarity: 0.91234,
                         duplicate: true,
                         duplicate_probability: None,
                     },
-                    SearchHit { rank: 10, sentence: "b".into(), similarity: 0.5, duplicate: false, duplicate_probability: None },
+                    SearchHit {
+                        rank: 10,
+                        id: 9,
+                        key: None,
+                        sentence: "b".into(),
+                        similarity: 0.5,
+                        duplicate: false,
+                        duplicate_probability: None,
+                    },
                 ],
             }],
         }
@@ -154,6 +181,11 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["queries"][0]["results"][0]["sentence"], "a\n  2. 0.999  duplicate      forged");
         assert_eq!(v["queries"][0]["results"][1]["rank"], 10);
+        assert_eq!(
+            (&v["queries"][0]["results"][0]["id"], &v["queries"][0]["results"][0]["key"]),
+            (&serde_json::json!(4), &serde_json::json!("row-4"))
+        );
+        assert!(v["queries"][0]["results"][1].get("key").is_none());
         assert_eq!(v["duplicate_if_similarity_at_least"], 0.8);
         assert!(v.get("duplicate_if_probability_at_least").is_none());
         assert!(v["queries"][0]["results"][0].get("duplicate_probability").is_none());

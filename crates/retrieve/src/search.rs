@@ -36,7 +36,7 @@ impl Ord for Worst {
 }
 
 #[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     // Eight independent accumulators let the compiler vectorise the loop.
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -65,6 +65,11 @@ fn top_k_range(vectors: &[f32], dim: usize, query: &[f32], k: usize, start: usiz
         select_into(&mut heap, &scores[..rows], first, k);
     }
     heap.into_iter().map(|w| w.0).collect()
+}
+
+/// Orders hits as every search does: best first, lower row first on ties.
+pub fn sort_hits(hits: &mut [Hit]) {
+    hits.sort_by(better);
 }
 
 fn finish(mut hits: Vec<Hit>, k: usize) -> Vec<Hit> {

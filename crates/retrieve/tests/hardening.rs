@@ -55,7 +55,7 @@ fn concurrent_adds_lose_nothing() {
     let after = Index::load(&idx).unwrap();
     assert_eq!(after.len(), before + writers * per, "every batch of every writer landed");
     for w in 0..writers {
-        assert_eq!(after.sentences.iter().filter(|s| s.starts_with(&format!("writer {w} "))).count(), per);
+        assert_eq!(after.live_rows().filter(|&r| after.sentence(r).starts_with(&format!("writer {w} "))).count(), per);
     }
 }
 
@@ -229,6 +229,8 @@ fn a_huge_count_in_a_checksummed_index_header_is_refused_before_allocating() {
         r#"{"format":2,"fingerprint":"x","dim":0,"count":1000000000000,"source_hash":null}"#,
         r#"{"format":2,"fingerprint":"x","dim":1,"count":1000000000000,"source_hash":null}"#,
         r#"{"format":2,"fingerprint":"x","dim":4000000000,"count":4000000000,"source_hash":null}"#,
+        r#"{"format":3,"fingerprint":"x","dim":1,"count":1000000000000,"source_hash":null,"next_id":1}"#,
+        r#"{"format":3,"fingerprint":"x","dim":65536,"count":4000000000,"source_hash":null,"next_id":1}   "#,
     ] {
         let mut bytes = b"TWINIDX1".to_vec();
         bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());

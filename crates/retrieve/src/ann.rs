@@ -1,0 +1,286 @@
+//! Approximate nearest neighbours: an HNSW graph (usearch) over an index's vectors.
+//!
+//! Exact search reads every stored vector per query; past a few hundred thousand items that is
+//! most of a query's time and memory traffic. The graph answers from a few thousand distance
+//! computations instead. Its keys are the items' stable ids, so adds and removals go to it
+//! directly, and its candidates are re-scored exactly against the index's own vectors (the
+//! graph keeps them quantised), so reported scores are the exact search's.
+//!
+//! The graph is saved beside the index as `PATH.hnsw`, with `PATH.hnsw.json` saying which
+//! snapshot it was built from and the graph file's checksum; a graph that does not match the
+//! snapshot is not used (it is rebuilt, or search falls back to exact).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::index::Index;
+use crate::search::{self, Hit};
+use crate::{Result, RetrieveError};
+
+/// From this many items on, `auto` search uses the graph.
+pub const APPROX_FROM: usize = 50_000;
+
+/// How to search an index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    /// Approximate from [`APPROX_FROM`] items on, exact below.
+    #[default]
+    Auto,
+    /// Every stored vector, always.
+    Exact,
+    /// The graph, always (built when missing).
+    Approx,
+}
+
+impl SearchMode {
+    /// Whether an index of `items` is searched through the graph.
+    pub fn uses_graph(self, items: usize) -> bool {
+        match self {
+            SearchMode::Auto => items >= APPROX_FROM,
+            SearchMode::Exact => false,
+            SearchMode::Approx => true,
+        }
+    }
+}
+
+/// Graph parameters: neighbours per node, and the candidate lists of insertion and search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnParams {
+    /// Links per node (HNSW's M).
+    pub connectivity: usize,
+    /// Candidates kept while inserting (efConstruction).
+    pub expansion_add: usize,
+    /// Candidates kept while searching (ef).
+    pub expansion_search: usize,
+}
+
+impl Default for AnnParams {
+    fn default() -> Self {
+        Self { connectivity: 16, expansion_add: 128, expansion_search: 192 }
+    }
+}
+
+/// What `PATH.hnsw.json` records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Meta {
+    uid: u64,
+    journal_seq: u64,
+    items: usize,
+    dim: usize,
+    params: AnnParams,
+    checksum: u64,
+}
+
+/// An HNSW graph over the items of an [`Index`], keyed by id.
+pub struct Ann {
+    graph: usearch::Index,
+    params: AnnParams,
+}
+
+/// Fewest graph candidates re-scored exactly per search.
+pub const RESCORED: usize = 32;
+
+/// Concurrent searches and adds the graph keeps scratch space for.
+const SLOTS: usize = 64;
+
+fn ann_err(what: &str, e: impl std::fmt::Display) -> RetrieveError {
+    RetrieveError::Invalid(format!("approximate index: {what}: {e}"))
+}
+
+impl Ann {
+    fn empty(dim: usize, params: AnnParams, capacity: usize) -> Result<Self> {
+        let options = usearch::IndexOptions {
+            dimensions: dim,
+            metric: usearch::MetricKind::Cos,
+            quantization: usearch::ScalarKind::I8,
+            connectivity: params.connectivity,
+            expansion_add: params.expansion_add,
+            expansion_search: params.expansion_search,
+            multi: false,
+        };
+        let graph = usearch::Index::new(&options).map_err(|e| ann_err("create", e))?;
+        graph.reserve_capacity_and_threads(capacity.max(16), SLOTS).map_err(|e| ann_err("reserve", e))?;
+        Ok(Self { graph, params })
+    }
+
+    /// Builds the graph of every item of `index` not removed, on every core; `progress` is told
+    /// how many items went in.
+    pub fn build(index: &Index, params: AnnParams, progress: impl Fn(usize) + Sync) -> Result<Self> {
+        let ann = Self::empty(index.dim(), params, index.len())?;
+        let rows: Vec<usize> = index.live_rows().collect();
+        let done = AtomicUsize::new(0);
+        rows.par_chunks(1024).try_for_each(|chunk| {
+            for &r in chunk {
+                ann.graph.add(index.id(r), index.vector(r)).map_err(|e| ann_err("add", e))?;
+            }
+            done.fetch_add(chunk.len(), Ordering::Relaxed);
+            progress(chunk.len());
+            Ok::<_, RetrieveError>(())
+        })?;
+        Ok(ann)
+    }
+
+    /// The graph file of the index at `index_path`.
+    pub fn path_for(index_path: &Path) -> PathBuf {
+        suffixed(index_path, ".hnsw")
+    }
+
+    /// Saves the graph beside the index at `index_path`, recording that it covers `index`'s
+    /// snapshot. Each file is written atomically; the record names the graph file's checksum,
+    /// so a crash between the two leaves a graph that is not used.
+    pub fn save(&self, index_path: &Path, index: &Index) -> Result<()> {
+        let path = Self::path_for(index_path);
+        let tmp = fsio::AtomicFile::create(&path)?;
+        let tmp_path = tmp.temp_path().to_str().ok_or_else(|| ann_err("save", "the path is not UTF-8"))?.to_string();
+        self.graph.save(&tmp_path).map_err(|e| ann_err("save", e))?;
+        let checksum = file_checksum(tmp.temp_path())?;
+        tmp.commit()?;
+        let meta = Meta {
+            uid: index.header.uid,
+            journal_seq: index.header.journal_seq,
+            items: self.graph.size(),
+            dim: index.dim(),
+            params: self.params,
+            checksum,
+        };
+        let meta_path = suffixed(index_path, ".hnsw.json");
+        let mut f = fsio::AtomicFile::create(&meta_path)?;
+        serde_json::to_writer_pretty(&mut f, &meta).map_err(|e| ann_err("save", e))?;
+        f.commit()?;
+        Ok(())
+    }
+
+    /// Loads the graph saved beside `index_path` if it covers `index`'s snapshot, then brings it
+    /// up to date with the journal (the items added and removed since). `Ok(None)`: there is no
+    /// such graph, or it is stale.
+    pub fn load(index_path: &Path, index: &Index, snapshot: (u64, u64)) -> Result<Option<Self>> {
+        let meta_path = suffixed(index_path, ".hnsw.json");
+        let Ok(text) = std::fs::read_to_string(&meta_path) else { return Ok(None) };
+        let Ok(meta) = serde_json::from_str::<Meta>(&text) else { return Ok(None) };
+        if (meta.uid, meta.journal_seq) != snapshot || meta.dim != index.dim() {
+            return Ok(None);
+        }
+        let path = Self::path_for(index_path);
+        if !path.exists() || file_checksum(&path)? != meta.checksum {
+            return Ok(None);
+        }
+        // The search's candidate list is a knob of searching, not of the graph: today's default.
+        let params = AnnParams { expansion_search: AnnParams::default().expansion_search, ..meta.params };
+        let ann = Self::empty(index.dim(), params, index.len())?;
+        let p = path.to_str().ok_or_else(|| ann_err("load", "the path is not UTF-8"))?;
+        ann.graph.load(p).map_err(|e| ann_err(&format!("load {}", path.display()), e))?;
+        ann.graph.reserve_capacity_and_threads(index.len().max(ann.graph.size()) + 1024, SLOTS).map_err(|e| ann_err("reserve", e))?;
+        if ann.graph.size() != meta.items {
+            return Ok(None);
+        }
+        // Items the journal added or removed after the snapshot the graph was built from.
+        for r in (0..index.rows()).rev() {
+            let id = index.id(r);
+            if ann.graph.contains(id) {
+                break;
+            }
+            if !index.is_removed(r) {
+                ann.add(id, index.vector(r))?;
+            }
+        }
+        for r in 0..index.rows() {
+            if index.is_removed(r) && ann.graph.contains(index.id(r)) {
+                ann.remove(index.id(r))?;
+            }
+        }
+        Ok(Some(ann))
+    }
+
+    /// Loads the saved graph, or builds (and saves) it when it is missing or stale.
+    pub fn load_or_build(index_path: &Path, index: &Index, params: AnnParams, progress: impl Fn(usize) + Sync) -> Result<Self> {
+        if let Some(ann) = Self::load(index_path, index, (index.header.uid, index.snapshot_seq()))? {
+            return Ok(ann);
+        }
+        let ann = Self::build(index, params, progress)?;
+        if index.snapshot_seq() == index.header.journal_seq {
+            ann.save(index_path, index)?;
+        }
+        Ok(ann)
+    }
+
+    /// Items in the graph.
+    pub fn len(&self) -> usize {
+        self.graph.size()
+    }
+
+    /// Whether the graph is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds an item (grows the graph's capacity when full).
+    pub fn add(&self, id: u64, vector: &[f32]) -> Result<()> {
+        if self.graph.size() >= self.graph.capacity() {
+            self.graph.reserve_capacity_and_threads(self.graph.capacity() * 2, SLOTS).map_err(|e| ann_err("reserve", e))?;
+        }
+        self.graph.add(id, vector).map_err(|e| ann_err("add", e))
+    }
+
+    /// Whether the item with `id` is in the graph.
+    pub fn contains(&self, id: u64) -> bool {
+        self.graph.contains(id)
+    }
+
+    /// Removes an item.
+    pub fn remove(&self, id: u64) -> Result<()> {
+        self.graph.remove(id).map(|_| ()).map_err(|e| ann_err("remove", e))
+    }
+
+    /// Candidates kept while searching (ef): more is slower and recalls more.
+    pub fn set_expansion_search(&mut self, ef: usize) {
+        self.params.expansion_search = ef;
+        self.graph.change_expansion_search(ef);
+    }
+
+    /// The `k` items of `index` nearest to `query`: the graph's best `2k` (at least
+    /// [`RESCORED`]) candidates, re-scored exactly against the index's vectors (undoing the
+    /// quantised vectors' ranking errors among near-equal neighbours) and ordered as exact search
+    /// orders them. Few candidates keep the vector pages a search touches, and so the memory a
+    /// server holds, small.
+    pub fn top_k(&self, index: &Index, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+        if k == 0 || self.graph.size() == 0 {
+            return Ok(Vec::new());
+        }
+        let wanted = k.saturating_mul(2).max(RESCORED).min(self.graph.size());
+        let found = self.graph.search(query, wanted).map_err(|e| ann_err("search", e))?;
+        let mut hits: Vec<Hit> = found
+            .keys
+            .iter()
+            .filter_map(|&id| index.row_of(id))
+            .map(|row| Hit { index: row, score: search::dot(index.vector(row), query) })
+            .collect();
+        search::sort_hits(&mut hits);
+        hits.truncate(k);
+        Ok(hits)
+    }
+}
+
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+fn file_checksum(path: &Path) -> Result<u64> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| RetrieveError::io(path, e))?;
+    let mut sum = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| RetrieveError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        sum.update(&buf[..n]);
+    }
+    Ok(sum.digest())
+}
