@@ -90,8 +90,9 @@ serve() { # serve MODE: starts a server, waits until it listens
   done
   echo "server did not start"; return 1
 }
-stop() { kill -TERM "$SERVER"; wait "$SERVER" || true; }
-trap 'kill -TERM ${SERVER:-0} 2>/dev/null || true' EXIT
+stop() { kill -TERM "$SERVER"; wait "$SERVER" || true; SERVER=; }
+SERVER=
+trap '[ -n "$SERVER" ] && kill -TERM "$SERVER" 2>/dev/null; true' EXIT
 
 echo "== serve --search approx"
 serve approx

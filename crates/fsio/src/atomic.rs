@@ -119,6 +119,9 @@ impl AtomicFile {
         // The target may have been replaced by a symlink or device while we wrote.
         check_file_target(&target)?;
         tmp.persist(&target).map_err(|e| io(e.error))?;
+        // The rename is durable only once the directory is: a power loss must not bring back
+        // the old name after the caller was told the new file is in place.
+        sync_dir(parent_of(&target)).map_err(io)?;
         Ok(())
     }
 }
@@ -133,6 +136,15 @@ impl Write for AtomicFile {
     fn flush(&mut self) -> std::io::Result<()> {
         self.tmp.flush()
     }
+}
+
+/// Syncs a directory's entries (a rename into it). A no-op where directories cannot be opened.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 /// A directory built under a temporary name beside `target` and moved into place by

@@ -84,8 +84,12 @@ pub struct Ann {
 /// Fewest graph candidates re-scored exactly per search.
 pub const RESCORED: usize = 32;
 
-/// Concurrent searches and adds the graph keeps scratch space for.
-const SLOTS: usize = 64;
+/// Concurrent searches and adds the graph keeps scratch space for: enough for every core's
+/// worker and for a server's bounded number of unbatched searches ([`slots`]).
+pub fn slots() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (4 * cores).max(64)
+}
 
 fn ann_err(what: &str, e: impl std::fmt::Display) -> RetrieveError {
     RetrieveError::Invalid(format!("approximate index: {what}: {e}"))
@@ -103,7 +107,7 @@ impl Ann {
             multi: false,
         };
         let graph = usearch::Index::new(&options).map_err(|e| ann_err("create", e))?;
-        graph.reserve_capacity_and_threads(capacity.max(16), SLOTS).map_err(|e| ann_err("reserve", e))?;
+        graph.reserve_capacity_and_threads(capacity.max(16), slots()).map_err(|e| ann_err("reserve", e))?;
         Ok(Self { graph, params })
     }
 
@@ -121,6 +125,8 @@ impl Ann {
             progress(chunk.len());
             Ok::<_, RetrieveError>(())
         })?;
+        // Built (reading the vectors in order); from now on they are read in scattered places.
+        index.expect_scattered_reads();
         Ok(ann)
     }
 
@@ -171,9 +177,10 @@ impl Ann {
         // The search's candidate list is a knob of searching, not of the graph: today's default.
         let params = AnnParams { expansion_search: AnnParams::default().expansion_search, ..meta.params };
         let ann = Self::empty(index.dim(), params, index.len())?;
+        index.expect_scattered_reads();
         let p = path.to_str().ok_or_else(|| ann_err("load", "the path is not UTF-8"))?;
         ann.graph.load(p).map_err(|e| ann_err(&format!("load {}", path.display()), e))?;
-        ann.graph.reserve_capacity_and_threads(index.len().max(ann.graph.size()) + 1024, SLOTS).map_err(|e| ann_err("reserve", e))?;
+        ann.graph.reserve_capacity_and_threads(index.len().max(ann.graph.size()) + 1024, slots()).map_err(|e| ann_err("reserve", e))?;
         if ann.graph.size() != meta.items {
             return Ok(None);
         }
@@ -220,7 +227,7 @@ impl Ann {
     /// Adds an item (grows the graph's capacity when full).
     pub fn add(&self, id: u64, vector: &[f32]) -> Result<()> {
         if self.graph.size() >= self.graph.capacity() {
-            self.graph.reserve_capacity_and_threads(self.graph.capacity() * 2, SLOTS).map_err(|e| ann_err("reserve", e))?;
+            self.graph.reserve_capacity_and_threads(self.graph.capacity() * 2, slots()).map_err(|e| ann_err("reserve", e))?;
         }
         self.graph.add(id, vector).map_err(|e| ann_err("add", e))
     }

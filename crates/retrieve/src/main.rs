@@ -360,8 +360,9 @@ fn run() -> anyhow::Result<()> {
                 token,
                 search,
                 batch_window: std::time::Duration::from_micros(batch_window_us),
+                ef: ef.map(|e| e as usize),
             };
-            run_serve(&common, index, &cli.search.corpus, addr, options, ef)
+            run_serve(&common, index, &cli.search.corpus, addr, options)
         }
     }
 }
@@ -373,17 +374,22 @@ fn run_serve(
     corpus: &Path,
     addr: std::net::SocketAddr,
     options: retrieve::serve::ServeOptions,
-    ef: Option<u64>,
 ) -> anyhow::Result<()> {
     if retrieve::serve::needs_token(&addr) && options.token.is_none() {
         bail!("{addr} is not a loopback address: give --token (or TWIN_SERVE_TOKEN) so that only your clients get in");
     }
     let embedder = load_embedder(common)?;
+    // Opened under the writers' lock, so that a compaction elsewhere is seen whole or not at all.
+    let lock = match &index {
+        Some(p) => Some(Index::lock(p, |l| warn!("waiting for another writer of {} ({})", p.display(), l.display()))?),
+        None => None,
+    };
     let idx = load_index(common, &embedder, index.as_deref(), corpus)?;
     let ann = match &index {
-        Some(p) if options.search.uses_graph(idx.len()) => open_graph(common, p, &idx, true, ef)?,
+        Some(p) if options.search.uses_graph(idx.len()) => open_graph(common, p, &idx, true, options.ef.map(|e| e as u64))?,
         _ => None,
     };
+    drop(lock);
     let state = retrieve::serve::AppState::new(embedder, idx, ann, index, options);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {

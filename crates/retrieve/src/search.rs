@@ -53,7 +53,10 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-fn top_k_range(vectors: &[f32], dim: usize, query: &[f32], k: usize, start: usize, end: usize) -> Vec<Hit> {
+/// Which rows a search may return: all, or those a predicate keeps (e.g. not removed).
+type Keep<'a> = Option<&'a (dyn Fn(usize) -> bool + Sync)>;
+
+fn top_k_range(vectors: &[f32], dim: usize, query: &[f32], k: usize, start: usize, end: usize, keep: Keep) -> Vec<Hit> {
     let mut heap: BinaryHeap<Worst> = BinaryHeap::with_capacity(k + 1);
     let mut scores = [0f32; 256];
     for first in (start..end).step_by(scores.len()) {
@@ -62,7 +65,7 @@ fn top_k_range(vectors: &[f32], dim: usize, query: &[f32], k: usize, start: usiz
             let i = first + j;
             *score = dot(&vectors[i * dim..(i + 1) * dim], query);
         }
-        select_into(&mut heap, &scores[..rows], first, k);
+        select_into(&mut heap, &scores[..rows], first, k, keep);
     }
     heap.into_iter().map(|w| w.0).collect()
 }
@@ -90,10 +93,10 @@ pub fn top_k(vectors: &[f32], dim: usize, query: &[f32], k: usize) -> Vec<Hit> {
     }
     const BLOCK: usize = 16_384;
     if n <= BLOCK {
-        return finish(top_k_range(vectors, dim, query, k, 0, n), k);
+        return finish(top_k_range(vectors, dim, query, k, 0, n, None), k);
     }
     let blocks: Vec<usize> = (0..n).step_by(BLOCK).collect();
-    let hits: Vec<Hit> = blocks.par_iter().flat_map_iter(|&s| top_k_range(vectors, dim, query, k, s, (s + BLOCK).min(n))).collect();
+    let hits: Vec<Hit> = blocks.par_iter().flat_map_iter(|&s| top_k_range(vectors, dim, query, k, s, (s + BLOCK).min(n), None)).collect();
     finish(hits, k)
 }
 
@@ -109,11 +112,17 @@ const GEMM_QUERIES: usize = 1024;
 /// vector is read from memory once per group instead of once per query; the per-query top-k
 /// selection then runs in parallel. Results equal [`top_k`]'s up to float summation order.
 pub fn top_k_batch(vectors: &[f32], dim: usize, queries: &[f32], k: usize) -> Vec<Vec<Hit>> {
+    top_k_batch_keeping(vectors, dim, queries, k, None)
+}
+
+/// [`top_k_batch`] over the rows `keep` accepts (all when `None`); rejected rows cost nothing
+/// unless they score into the current top `k`.
+pub(crate) fn top_k_batch_keeping(vectors: &[f32], dim: usize, queries: &[f32], k: usize, keep: Keep) -> Vec<Vec<Hit>> {
     let n = vectors.len() / dim.max(1);
     let m = queries.len() / dim.max(1);
     let k = k.min(n);
     if m < 4 || k == 0 || n == 0 || dim == 0 {
-        return queries.par_chunks(dim.max(1)).map(|q| finish(top_k_range(vectors, dim, q, k, 0, n), k)).collect();
+        return queries.par_chunks(dim.max(1)).map(|q| finish(top_k_range(vectors, dim, q, k, 0, n, keep), k)).collect();
     }
     let mut heaps: Vec<BinaryHeap<Worst>> = (0..m).map(|_| BinaryHeap::with_capacity(k + 1)).collect();
     let mut scores = vec![0f32; GEMM_QUERIES.min(m) * GEMM_ROWS.min(n)];
@@ -127,7 +136,7 @@ pub fn top_k_batch(vectors: &[f32], dim: usize, queries: &[f32], k: usize) -> Ve
             // C (mq × b, row stride b) = group (mq × dim, row stride dim) · blockᵀ (dim × b:
             // row stride 1, column stride dim), on every core.
             encoder::matmul(mq, dim, b, (group, dim as isize, 1), (block, 1, dim as isize), false, c, b as isize, true);
-            heaps[qs..qs + mq].par_iter_mut().zip(c.par_chunks(b)).for_each(|(heap, row)| select_into(heap, row, vs, k));
+            heaps[qs..qs + mq].par_iter_mut().zip(c.par_chunks(b)).for_each(|(heap, row)| select_into(heap, row, vs, k, keep));
         }
     }
     heaps.into_par_iter().map(|h| finish(h.into_iter().map(|w| w.0).collect(), k)).collect()
@@ -136,10 +145,13 @@ pub fn top_k_batch(vectors: &[f32], dim: usize, queries: &[f32], k: usize) -> Ve
 /// Offers `scores` (of rows `first..`) to a top-`k` heap. Rows arrive in increasing order, so a
 /// score that only ties the worst kept hit loses (its row is later): a single comparison with
 /// that score rejects almost every row once the heap is full.
-fn select_into(heap: &mut BinaryHeap<Worst>, scores: &[f32], first: usize, k: usize) {
+fn select_into(heap: &mut BinaryHeap<Worst>, scores: &[f32], first: usize, k: usize, keep: Keep) {
     let mut floor = if heap.len() < k { f32::NEG_INFINITY } else { heap.peek().map_or(f32::NEG_INFINITY, |w| w.0.score) };
     for (j, &score) in scores.iter().enumerate() {
         if score <= floor && heap.len() >= k {
+            continue;
+        }
+        if keep.is_some_and(|keep| !keep(first + j)) {
             continue;
         }
         let hit = Hit { index: first + j, score };

@@ -37,7 +37,7 @@ const MAGIC: &[u8; 8] = b"TWINIDX1";
 /// The layout version new files get.
 pub(crate) const FORMAT: u32 = 3;
 
-/// Longest JSON header read; real headers are about 250 bytes.
+/// Longest JSON header read; real headers are a few hundred bytes.
 const MAX_HEADER: usize = 1 << 20;
 /// Widest vectors read; the shipped models make 256 and 512.
 pub const MAX_DIM: usize = 1 << 16;
@@ -54,12 +54,15 @@ pub(crate) struct Stamp {
 
 /// The identity of the file at `path` now.
 pub(crate) fn stamp(path: &Path) -> std::io::Result<Stamp> {
-    let m = std::fs::metadata(path)?;
+    Ok(stamp_of(&std::fs::metadata(path)?))
+}
+
+fn stamp_of(m: &std::fs::Metadata) -> Stamp {
     #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(&m);
+    let inode = std::os::unix::fs::MetadataExt::ino(m);
     #[cfg(not(unix))]
     let inode = 0;
-    Ok(Stamp { len: m.len(), modified: m.modified().ok(), inode })
+    Stamp { len: m.len(), modified: m.modified().ok(), inode }
 }
 
 /// A format-3 snapshot, mapped.
@@ -102,6 +105,14 @@ impl Mapped {
 
     pub(crate) fn id(&self, row: usize) -> u64 {
         self.u64_at(self.ids + 8 * row)
+    }
+
+    /// Tells the system that reads will be scattered (graph search re-scores a few vectors):
+    /// no read-ahead around them, so the process holds only the pages it reads. Exact search
+    /// scans in order and keeps the default. Advice only: errors are ignored.
+    pub(crate) fn expect_scattered_reads(&self) {
+        #[cfg(unix)]
+        let _ = self.map.advise(memmap2::Advice::Random);
     }
 
     pub(crate) fn sentence(&self, row: usize) -> &str {
@@ -219,7 +230,8 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<IndexHeader> {
 /// Opens a snapshot: format 3 mapped, older formats read.
 pub(crate) fn open(path: &Path) -> Result<(IndexHeader, Rows, Stamp)> {
     let mut f = std::fs::File::open(path).map_err(|e| RetrieveError::io(path, e))?;
-    let stamp = stamp(path).map_err(|e| RetrieveError::io(path, e))?;
+    // The identity of the file opened, not of whatever the path names a moment later.
+    let stamp = stamp_of(&f.metadata().map_err(|e| RetrieveError::io(path, e))?);
     let len = stamp.len;
     let mut head = [0u8; 12];
     f.read_exact(&mut head).map_err(|_| corrupt(path, "too short to be an index"))?;
@@ -238,10 +250,6 @@ pub(crate) fn open(path: &Path) -> Result<(IndexHeader, Rows, Stamp)> {
     // SAFETY: the map is only read. Writers never modify a snapshot in place (they write a new
     // file and rename it), so the mapped bytes do not change under us.
     let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| RetrieveError::io(path, e))?;
-    // Searches through the graph read a few scattered vectors: no read-ahead around them, so the
-    // process holds only the pages it reads. (Advice only; a system without it reads ahead.)
-    #[cfg(unix)]
-    let _ = map.advise(memmap2::Advice::Random);
     let mapped = layout(path, map, &header, 12 + n)?;
     if cfg!(target_endian = "big") || mapped.map.as_ptr().align_offset(4) != 0 {
         let owned = Owned {

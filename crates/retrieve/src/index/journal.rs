@@ -146,8 +146,20 @@ pub fn path_for(index_path: &Path) -> PathBuf {
 pub struct Loaded {
     /// The whole records after the starting offset.
     pub records: Vec<Record>,
-    /// Bytes up to the end of the last whole record; 0 when there is no journal of this index.
+    /// Bytes up to the end of the last whole batch; 0 when there is no journal of this index.
     pub valid_len: u64,
+    /// The journal file's identity (inode), to notice it was replaced.
+    pub inode: Option<u64>,
+}
+
+/// The identity and length of the journal at `path`, if there is one.
+pub(crate) fn identity(path: &Path) -> Option<(u64, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some((inode, m.len()))
 }
 
 /// Reads the records of the journal at `path` from byte `from` (0: from the start). A missing
@@ -164,6 +176,9 @@ pub fn read(path: &Path, uid: u64, dim: usize, from: u64) -> Result<Loaded> {
         return Ok(Loaded::default());
     }
     let mut pos = from.max(HEAD);
+    if pos > len {
+        return Err(corrupt(path, format!("is shorter ({len} bytes) than what was already read from it ({pos}); reopen the index")));
+    }
     f.seek(SeekFrom::Start(pos)).map_err(io)?;
     let mut reader = std::io::BufReader::with_capacity(1 << 20, f);
     let (mut records, mut batch) = (Vec::new(), Vec::new());
@@ -200,7 +215,7 @@ pub fn read(path: &Path, uid: u64, dim: usize, from: u64) -> Result<Loaded> {
         };
         batch.push(record);
     }
-    Ok(Loaded { records, valid_len: committed })
+    Ok(Loaded { records, valid_len: committed, inode: identity(path).map(|(i, _)| i) })
 }
 
 /// Whether the file is a journal of index `uid`; errors if it is not a journal at all (it is

@@ -16,8 +16,8 @@
 //! until after they write; a writer that opened the index earlier first takes in what other
 //! writers appended ([`Index::refresh`]).
 
-pub mod file;
-pub mod journal;
+pub(crate) mod file;
+pub(crate) mod journal;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -91,6 +91,7 @@ pub struct Index {
     /// Bytes of the journal taken in, and the snapshot's identity when it was read: what
     /// [`Index::refresh`] compares against.
     journal_len: u64,
+    journal_inode: Option<u64>,
     snapshot_stamp: Option<file::Stamp>,
     /// The snapshot's own `journal_seq`, before the journal was applied.
     snapshot_seq: u64,
@@ -130,7 +131,16 @@ impl Index {
 
     fn from_parts(header: IndexHeader, base: Rows) -> Self {
         let snapshot_seq = header.journal_seq;
-        Self { header, base, tail: Owned::default(), removed: HashSet::new(), journal_len: 0, snapshot_stamp: None, snapshot_seq }
+        Self {
+            header,
+            base,
+            tail: Owned::default(),
+            removed: HashSet::new(),
+            journal_len: 0,
+            journal_inode: None,
+            snapshot_stamp: None,
+            snapshot_seq,
+        }
     }
 
     fn base_len(&self) -> usize {
@@ -163,6 +173,14 @@ impl Index {
     /// Whether the snapshot's vectors are memory-mapped rather than read into memory.
     pub fn is_mapped(&self) -> bool {
         matches!(self.base, Rows::Mapped(_))
+    }
+
+    /// Declares that this index will be read in scattered places (searched through a graph), so
+    /// that a mapped snapshot is not read ahead around each vector.
+    pub fn expect_scattered_reads(&self) {
+        if let Rows::Mapped(m) = &self.base {
+            m.expect_scattered_reads();
+        }
     }
 
     /// The vector of row `row`.
@@ -231,6 +249,11 @@ impl Index {
         (lo < self.rows() && self.id(lo) == id && !self.removed.contains(&lo)).then_some(lo)
     }
 
+    /// The rows removed since the snapshot, in no order.
+    pub fn removed_rows(&self) -> impl Iterator<Item = usize> + '_ {
+        self.removed.iter().copied()
+    }
+
     /// The rows not removed, in order.
     pub fn live_rows(&self) -> impl Iterator<Item = usize> + Clone + '_ {
         (0..self.rows()).filter(|r| !self.removed.contains(r))
@@ -259,6 +282,9 @@ impl Index {
         self.check_vectors(items.len(), vectors)?;
         let first = self.header.next_id;
         let n = items.len() as u64;
+        if first.checked_add(n).is_none_or(|end| end == u64::MAX) {
+            return Err(RetrieveError::Invalid(format!("no ids left for {n} more items (next id {first})")));
+        }
         for (i, item) in items.into_iter().enumerate() {
             self.tail.ids.push(first + i as u64);
             self.tail.sentences.push(item.text);
@@ -316,7 +342,14 @@ impl Index {
     /// appended since, or the whole index again if the snapshot was replaced (compacted or
     /// rebuilt). Call it under [`lock`](Self::lock) before appending.
     pub fn refresh(&mut self, path: &Path) -> Result<()> {
-        if self.snapshot_stamp.is_some() && file::stamp(path).ok() != self.snapshot_stamp {
+        let snapshot_replaced = self.snapshot_stamp.is_some() && file::stamp(path).ok() != self.snapshot_stamp;
+        // A journal emptied or replaced since we read it (a compaction) is read afresh.
+        let journal_replaced = self.journal_len > 0
+            && match journal::identity(&journal::path_for(path)) {
+                Some((inode, len)) => Some(inode) != self.journal_inode || len < self.journal_len,
+                None => true,
+            };
+        if snapshot_replaced || journal_replaced {
             *self = Self::load(path)?;
             return Ok(());
         }
@@ -330,6 +363,7 @@ impl Index {
             self.apply(&jpath, record)?;
         }
         self.journal_len = read.valid_len;
+        self.journal_inode = read.inode;
         Ok(())
     }
 
@@ -339,10 +373,10 @@ impl Index {
         }
         match record {
             Record::Add { seq, id, key, text, vector } => {
-                if id < self.header.next_id {
+                if id < self.header.next_id || id == u64::MAX {
                     return Err(RetrieveError::Corrupt {
                         path: jpath.to_path_buf(),
-                        reason: format!("record {seq} adds id {id}, which is not above the ids stored before it"),
+                        reason: format!("record {seq} adds id {id}, which is not above the ids stored before it (or is the largest id)"),
                     });
                 }
                 self.header.next_id = id;
@@ -361,6 +395,7 @@ impl Index {
     /// memory. Returns their ids. Hold [`lock`](Self::lock) and [`refresh`](Self::refresh) first.
     pub fn append(&mut self, path: &Path, items: Vec<NewItem>, vectors: &[f32]) -> Result<Vec<u64>> {
         self.check_vectors(items.len(), vectors)?;
+        self.check_room(items.len())?;
         self.ensure_snapshot(path)?;
         let d = self.header.dim;
         let (mut seq, mut id) = (self.header.journal_seq, self.header.next_id);
@@ -374,6 +409,7 @@ impl Index {
             })
             .collect();
         self.journal_len = journal::append(&journal::path_for(path), self.header.uid, d, self.journal_len, &records)?;
+        self.journal_inode = journal::identity(&journal::path_for(path)).map(|(i, _)| i);
         let ids = self.push(items, vectors)?;
         self.header.journal_seq = seq;
         Ok(ids)
@@ -382,10 +418,13 @@ impl Index {
     /// Removes the items with `ids` durably (journal first, as [`append`](Self::append));
     /// returns the ids that were stored.
     pub fn delete(&mut self, path: &Path, ids: &[u64]) -> Result<Vec<u64>> {
-        let found: Vec<u64> = ids.iter().copied().filter(|&id| self.row_of(id).is_some()).collect();
+        let mut found: Vec<u64> = ids.iter().copied().filter(|&id| self.row_of(id).is_some()).collect();
+        found.sort_unstable();
+        found.dedup();
         if found.is_empty() {
             return Ok(found);
         }
+        self.check_room(found.len())?;
         self.ensure_snapshot(path)?;
         let mut seq = self.header.journal_seq;
         let records: Vec<Record> = found
@@ -396,11 +435,20 @@ impl Index {
             })
             .collect();
         self.journal_len = journal::append(&journal::path_for(path), self.header.uid, self.header.dim, self.journal_len, &records)?;
+        self.journal_inode = journal::identity(&journal::path_for(path)).map(|(i, _)| i);
         for &id in &found {
             self.remove(id);
         }
         self.header.journal_seq = seq;
         Ok(found)
+    }
+
+    /// Sequence numbers for `n` more records (a crafted header could leave none).
+    fn check_room(&self, n: usize) -> Result<()> {
+        match self.header.journal_seq.checked_add(n as u64) {
+            Some(_) => Ok(()),
+            None => Err(RetrieveError::Invalid(format!("journal sequence numbers exhausted (at {})", self.header.journal_seq))),
+        }
     }
 
     /// A journal extends a snapshot; an index that has none on disk yet gets one first.
@@ -432,6 +480,9 @@ impl Index {
     /// [`compact`](Self::compact) with a hook before the snapshot's rename (tests: a crash there).
     pub fn compact_with(&mut self, path: &Path, before_rename: impl FnOnce(&Path) -> std::io::Result<()>) -> Result<()> {
         self.save_with(path, before_rename)?;
+        // From here this handle's view of the journal is stale, whatever happens next: make the
+        // next refresh reopen the index rather than trust it.
+        self.journal_len = u64::MAX;
         journal::reset(&journal::path_for(path), self.header.uid)?;
         *self = Self::load(path)?;
         Ok(())
@@ -452,6 +503,8 @@ impl Index {
     /// Starts `path` afresh with this index: a new snapshot and no journal records. What
     /// `retrieve index` does when it (re)builds an index.
     pub fn create(&mut self, path: &Path) -> Result<()> {
+        // A new index: a journal left at PATH by the one it replaces names another uid.
+        self.header.uid = fresh_uid();
         self.header.journal_seq = 0;
         self.save(path)?;
         journal::reset(&journal::path_for(path), self.header.uid)?;
@@ -464,30 +517,28 @@ impl Index {
         self.top_k_batch(query, k).pop().unwrap_or_default()
     }
 
-    /// [`top_k`](Self::top_k) for many queries (`m × dim`), one matrix search per part.
+    /// [`top_k`](Self::top_k) for many queries (`m × dim`), one matrix search per part (the
+    /// snapshot's rows, then the journal's); removed rows are passed over inside the selection.
     pub fn top_k_batch(&self, queries: &[f32], k: usize) -> Vec<Vec<Hit>> {
         let d = self.header.dim.max(1);
         let m = queries.len() / d;
-        // Removed rows are searched like the others and dropped afterwards: ask for enough more.
-        let want = k.saturating_add(self.removed.len());
-        let mut parts = search::top_k_batch(self.base_vectors(), d, queries, want);
+        let b = self.base_len();
+        let removed = &self.removed;
+        let keep_base = |row: usize| !removed.contains(&row);
+        let keep_tail = |row: usize| !removed.contains(&(row + b));
+        let mut parts = search::top_k_batch_keeping(self.base_vectors(), d, queries, k, (!removed.is_empty()).then_some(&keep_base as _));
         if self.tail.len() > 0 {
-            let b = self.base_len();
-            let tail = search::top_k_batch(&self.tail.vectors, d, queries, want);
+            let tail = search::top_k_batch_keeping(&self.tail.vectors, d, queries, k, (!removed.is_empty()).then_some(&keep_tail as _));
             for (p, t) in parts.iter_mut().zip(tail) {
                 p.extend(t.into_iter().map(|h| Hit { index: h.index + b, ..h }));
             }
         }
         parts.resize(m, Vec::new());
+        for hits in &mut parts {
+            search::sort_hits(hits);
+            hits.truncate(k);
+        }
         parts
-            .into_iter()
-            .map(|mut hits| {
-                hits.retain(|h| !self.removed.contains(&h.index));
-                search::sort_hits(&mut hits);
-                hits.truncate(k);
-                hits
-            })
-            .collect()
     }
 
     /// The items not removed, in order, as the snapshot writer lays them out.
@@ -732,6 +783,44 @@ mod tests {
         let back = Index::load(&p).unwrap();
         assert_eq!(items(&back), want);
         assert_eq!(back.rows(), 2);
+    }
+
+    /// A handle opened between compaction's rename and its emptying of the journal, whose
+    /// journal then shrinks under it (emptied, and another writer's add), reopens on refresh
+    /// instead of reading past the end, and its own adds land where readers find them.
+    #[test]
+    fn a_handle_opened_mid_compaction_catches_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("i.idx");
+        let mut idx = sample();
+        idx.create(&p).unwrap();
+        let many: Vec<NewItem> = (0..5).map(|i| keyed(&format!("item {i}"), None)).collect();
+        idx.append(&p, many, &[0.0, 1.0].repeat(5)).unwrap();
+        // Compaction's first half: the new snapshot, the old journal still in place.
+        Index::load(&p).unwrap().save(&p).unwrap();
+        let mut a = Index::load(&p).unwrap();
+        // The second half, then another writer's add: the journal is shorter than `a` read.
+        journal::reset(&journal::path_for(&p), a.header.uid).unwrap();
+        let mut c = Index::load(&p).unwrap();
+        c.append(&p, vec![keyed("after", None)], &[1.0, 0.0]).unwrap();
+        a.refresh(&p).unwrap();
+        assert_eq!(items(&a), items(&c));
+        assert_eq!(a.append(&p, vec![keyed("more", None)], &[0.0, 1.0]).unwrap(), [8]);
+        c.refresh(&p).unwrap();
+        assert_eq!(items(&c), items(&a));
+        assert_eq!(items(&Index::load(&p).unwrap()), items(&a));
+    }
+
+    /// An id at the top of the range, behind a valid checksum, is refused rather than wrapping.
+    #[test]
+    fn the_largest_id_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("i.idx");
+        let mut idx = sample();
+        idx.create(&p).unwrap();
+        let add = Record::Add { seq: 1, id: u64::MAX, key: None, text: "x".into(), vector: vec![1.0, 0.0] };
+        journal::append(&journal::path_for(&p), idx.header.uid, 2, 16, &[add]).unwrap();
+        assert!(Index::load(&p).unwrap_err().to_string().contains("largest id"));
     }
 
     /// Rebuilding an index at the same path starts a new journal: the old one's records are

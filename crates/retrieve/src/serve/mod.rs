@@ -20,11 +20,10 @@
 //! The server listens on 127.0.0.1 unless told otherwise, and refuses any other address without
 //! a bearer token. `SIGTERM` or Ctrl-C stops accepting, lets requests in flight finish, and exits.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::rejection::JsonRejection;
@@ -38,6 +37,11 @@ use encoder::Embedder;
 use serde::{Deserialize, Serialize};
 
 use crate::{Ann, AnnParams, Index, NewItem, SearchMode, SearchReport};
+use batch::{Batcher, Job, QUEUE};
+use metrics::Metrics;
+
+mod batch;
+mod metrics;
 
 /// Limits and access of a server.
 #[derive(Debug, Clone)]
@@ -54,6 +58,8 @@ pub struct ServeOptions {
     pub search: SearchMode,
     /// How long a search waits for others to batch with; zero: each request alone.
     pub batch_window: Duration,
+    /// Candidates a graph search keeps (the graph's default when `None`).
+    pub ef: Option<usize>,
 }
 
 impl Default for ServeOptions {
@@ -65,6 +71,7 @@ impl Default for ServeOptions {
             token: None,
             search: SearchMode::Auto,
             batch_window: Duration::from_millis(1),
+            ef: None,
         }
     }
 }
@@ -75,21 +82,26 @@ pub fn needs_token(addr: &SocketAddr) -> bool {
 }
 
 /// The index and, when searched approximately, its graph: changed together under one lock.
-pub struct Served {
+pub(crate) struct Served {
     index: Index,
     ann: Option<Ann>,
+    ef: Option<usize>,
 }
 
 impl Served {
     /// Takes in what other processes wrote to the index at `path` since it was read, and gives
-    /// the graph the same changes.
+    /// the graph the same changes. The caller holds the index's writer lock.
     fn refresh(&mut self, path: &std::path::Path) -> crate::Result<()> {
         let before = (self.index.header.uid, self.index.snapshot_seq(), self.index.rows());
         self.index.refresh(path)?;
         let Some(ann) = &self.ann else { return Ok(()) };
-        if (self.index.header.uid, self.index.snapshot_seq()) != (before.0, before.1) {
-            // The snapshot was replaced (compacted or rebuilt): its graph, or a new one.
-            self.ann = Some(Ann::load_or_build(path, &self.index, AnnParams::default(), |_| {})?);
+        if (self.index.header.uid, self.index.snapshot_seq()) != (before.0, before.1) || self.index.rows() < before.2 {
+            // The index was reopened (compacted or rebuilt elsewhere): its graph, or a new one.
+            let mut ann = Ann::load_or_build(path, &self.index, AnnParams::default(), |_| {})?;
+            if let Some(ef) = self.ef {
+                ann.set_expansion_search(ef);
+            }
+            self.ann = Some(ann);
             return Ok(());
         }
         for r in before.2..self.index.rows() {
@@ -97,8 +109,8 @@ impl Served {
                 ann.add(self.index.id(r), self.index.vector(r))?;
             }
         }
-        for r in 0..self.index.rows() {
-            if self.index.is_removed(r) && ann.contains(self.index.id(r)) {
+        for r in self.index.removed_rows() {
+            if ann.contains(self.index.id(r)) {
                 ann.remove(self.index.id(r))?;
             }
         }
@@ -114,7 +126,10 @@ pub struct AppState {
     index_path: Option<PathBuf>,
     options: ServeOptions,
     metrics: Metrics,
-    batcher: Option<Mutex<mpsc::Sender<Job>>>,
+    batcher: Option<mpsc::SyncSender<Job>>,
+    /// Bounds the searches that run at once without the batcher (the graph keeps scratch space
+    /// for a fixed number).
+    unbatched: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -122,94 +137,21 @@ impl AppState {
     /// they are refused. With a batch window, starts the batching workers.
     pub fn new(embedder: Embedder, index: Index, ann: Option<Ann>, index_path: Option<PathBuf>, options: ServeOptions) -> Arc<Self> {
         let window = options.batch_window;
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let ef = options.ef;
         let state = Arc::new(Self {
             embedder,
-            served: RwLock::new(Served { index, ann }),
+            served: RwLock::new(Served { index, ann, ef }),
             index_path,
             options,
             metrics: Metrics::default(),
-            batcher: (!window.is_zero()).then(|| Mutex::new(tx)),
+            batcher: (!window.is_zero()).then_some(tx),
+            unbatched: tokio::sync::Semaphore::new(crate::ann::slots() / 2),
         });
         if !window.is_zero() {
             Batcher::start(&state, rx, window);
         }
         state
-    }
-}
-
-/// One search waiting for its batch.
-struct Job {
-    queries: Vec<String>,
-    k: usize,
-    reply: tokio::sync::oneshot::Sender<Result<SearchReport, ApiError>>,
-}
-
-/// Gathers the searches that arrive within a window and answers them from one encoder batch.
-///
-/// Workers (one per core) share the queue; the first job a worker takes opens a window, and the
-/// jobs that arrive before it closes (or until the batch is full) join it. Each worker holds a
-/// weak reference to the state, so the workers end with the server.
-struct Batcher;
-
-/// Most queries in one batch.
-const BATCH_QUERIES: usize = 256;
-
-impl Batcher {
-    fn start(state: &Arc<AppState>, rx: mpsc::Receiver<Job>, window: Duration) {
-        let rx = Arc::new(Mutex::new(rx));
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-        for _ in 0..workers {
-            let (rx, weak) = (rx.clone(), Arc::downgrade(state));
-            std::thread::spawn(move || {
-                while let Some(jobs) = Self::gather(&rx, window) {
-                    let Some(state) = weak.upgrade() else { return };
-                    Self::answer(&state, jobs);
-                }
-            });
-        }
-    }
-
-    /// The next batch: blocks for a first job, then takes what arrives within `window`.
-    /// `None` once the server is gone.
-    fn gather(rx: &Mutex<mpsc::Receiver<Job>>, window: Duration) -> Option<Vec<Job>> {
-        let rx = rx.lock().ok()?;
-        let first = rx.recv().ok()?;
-        let deadline = Instant::now() + window;
-        let mut n = first.queries.len();
-        let mut jobs = vec![first];
-        while n < BATCH_QUERIES {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
-            match rx.recv_timeout(left) {
-                Ok(job) => {
-                    n += job.queries.len();
-                    jobs.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        Some(jobs)
-    }
-
-    fn answer(state: &AppState, jobs: Vec<Job>) {
-        let texts: Vec<&str> = jobs.iter().flat_map(|j| j.queries.iter().map(String::as_str)).collect();
-        let d = state.embedder.dim();
-        let vectors = state.embedder.embed(&texts).map_err(internal);
-        let served = state.served.read().map_err(internal);
-        let mut at = 0;
-        for job in jobs {
-            let n = job.queries.len();
-            let result = match (&vectors, &served) {
-                (Ok(v), Ok(s)) => {
-                    SearchReport::from_vectors(&state.embedder, &s.index, s.ann.as_ref(), &job.queries, &v[at * d..(at + n) * d], job.k)
-                        .map_err(internal)
-                }
-                (Err(e), _) | (_, Err(e)) => Err(ApiError(e.0, e.1.clone())),
-            };
-            at += n;
-            // The client may have gone; nothing to do then.
-            let _ = job.reply.send(result);
-        }
     }
 }
 
@@ -329,8 +271,16 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + S
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("worker failed: {e}")))?
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+/// A library error: the request's fault (400) when the input cannot be used as asked, else 500.
+fn api(e: crate::RetrieveError) -> ApiError {
+    match e {
+        crate::RetrieveError::Invalid(msg) => ApiError::bad(msg),
+        other => internal(other),
+    }
 }
 
 /// Non-empty, at most `max` entries, no blank sentence.
@@ -369,18 +319,19 @@ async fn search(State(state): State<Arc<AppState>>, Json(req): Json<SearchReques
         return Err(ApiError::bad(format!("k must be between 1 and {}", state.options.max_k)));
     }
     let Some(batcher) = &state.batcher else {
+        let _permit = state.unbatched.acquire().await.map_err(internal)?;
+        let state = state.clone();
         return blocking(move || {
             let served = state.served.read().map_err(internal)?;
-            SearchReport::build(&state.embedder, &served.index, served.ann.as_ref(), &req.queries, req.k).map(axum::Json).map_err(internal)
+            SearchReport::build(&state.embedder, &served.index, served.ann.as_ref(), &req.queries, req.k).map(axum::Json).map_err(api)
         })
         .await;
     };
     let (reply, answer) = tokio::sync::oneshot::channel();
-    batcher
-        .lock()
-        .map_err(internal)?
-        .send(Job { queries: req.queries, k: req.k, reply })
-        .map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping".into()))?;
+    batcher.try_send(Job { queries: req.queries, k: req.k, reply }).map_err(|e| match e {
+        mpsc::TrySendError::Full(_) => ApiError(StatusCode::SERVICE_UNAVAILABLE, "too many searches waiting; retry shortly".into()),
+        mpsc::TrySendError::Disconnected(_) => ApiError(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping".into()),
+    })?;
     answer.await.map_err(|_| internal("a search worker failed"))?.map(axum::Json)
 }
 
@@ -477,13 +428,14 @@ async fn add_items(State(state): State<Arc<AppState>>, Json(req): Json<AddReques
     let path = writable(&state)?;
     blocking(move || {
         let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
-        let vectors = state.embedder.embed(&texts).map_err(internal)?;
-        // One writer at a time, in this process (the lock on the index) and across processes
-        // (the file's writers' lock); the records are synced before the answer.
-        let mut served = state.served.write().map_err(internal)?;
+        let vectors = state.embedder.embed(&texts).map_err(|e| api(e.into()))?;
+        // One writer at a time across processes (the file's writers' lock, taken first so that
+        // waiting for another process never holds up searches) and in this process (the lock on
+        // the index); the records are synced before the answer.
         let _lock = Index::lock(&path, |_| {}).map_err(internal)?;
+        let mut served = state.served.write().map_err(internal)?;
         served.refresh(&path).map_err(internal)?;
-        let ids = served.index.append(&path, items, &vectors).map_err(internal)?;
+        let ids = served.index.append(&path, items, &vectors).map_err(api)?;
         if let Some(ann) = &served.ann {
             for (id, v) in ids.iter().zip(vectors.chunks(state.embedder.dim())) {
                 ann.add(*id, v).map_err(internal)?;
@@ -499,8 +451,8 @@ async fn delete_item(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<St
     let id: u64 = id.parse().map_err(|_| ApiError::bad(format!("item id {id:?} is not a non-negative integer")))?;
     let path = writable(&state)?;
     blocking(move || {
-        let mut served = state.served.write().map_err(internal)?;
         let _lock = Index::lock(&path, |_| {}).map_err(internal)?;
+        let mut served = state.served.write().map_err(internal)?;
         served.refresh(&path).map_err(internal)?;
         if served.index.delete(&path, &[id]).map_err(internal)?.is_empty() {
             return Err(ApiError(StatusCode::NOT_FOUND, format!("no item with id {id}")));
@@ -514,87 +466,27 @@ async fn delete_item(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<St
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let served = state.served.read().map_err(internal)?;
-    Ok(axum::Json(serde_json::json!({
-        "status": "ok",
-        "items": served.index.len(),
-        "search": if served.ann.is_some() { "graph" } else { "exact" },
-        "model": state.embedder.package.dir.display().to_string(),
-        "fingerprint": state.embedder.package.fingerprint,
-    })))
+    // The index's lock may be held by a writer: wait for it off the async workers.
+    blocking(move || {
+        let served = state.served.read().map_err(internal)?;
+        Ok(axum::Json(serde_json::json!({
+            "status": "ok",
+            "items": served.index.len(),
+            "search": if served.ann.is_some() { "graph" } else { "exact" },
+            "model": state.embedder.package.dir.display().to_string(),
+            "fingerprint": state.embedder.package.fingerprint,
+        })))
+    })
+    .await
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }
 
-/// Upper bounds of the latency histogram, in seconds.
-const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
-
-/// Request counts by route and status, and latency histograms by route.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    inner: Mutex<MetricsInner>,
-}
-
-#[derive(Debug, Default)]
-struct MetricsInner {
-    requests: BTreeMap<(String, u16), u64>,
-    latency: BTreeMap<String, ([u64; BUCKETS.len()], u64, f64)>,
-}
-
-impl Metrics {
-    fn record(&self, route: &str, status: u16, seconds: f64) {
-        let Ok(mut m) = self.inner.lock() else { return };
-        *m.requests.entry((route.to_string(), status)).or_default() += 1;
-        let (buckets, count, sum) = m.latency.entry(route.to_string()).or_default();
-        for (b, upper) in buckets.iter_mut().zip(BUCKETS) {
-            if seconds <= upper {
-                *b += 1;
-            }
-        }
-        *count += 1;
-        *sum += seconds;
-    }
-
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let Ok(m) = self.inner.lock() else { return String::new() };
-        let mut out =
-            String::from("# HELP twin_requests_total Requests answered, by route and status.\n# TYPE twin_requests_total counter\n");
-        for ((route, status), n) in &m.requests {
-            out += &format!("twin_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}\n");
-        }
-        out += "# HELP twin_request_seconds Time to answer, by route.\n# TYPE twin_request_seconds histogram\n";
-        for (route, (buckets, count, sum)) in &m.latency {
-            for (b, upper) in buckets.iter().zip(BUCKETS) {
-                out += &format!("twin_request_seconds_bucket{{route=\"{route}\",le=\"{upper}\"}} {b}\n");
-            }
-            out += &format!("twin_request_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}\n");
-            out +=
-                &format!("twin_request_seconds_sum{{route=\"{route}\"}} {sum}\ntwin_request_seconds_count{{route=\"{route}\"}} {count}\n");
-        }
-        out
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn metrics_count_and_bucket_by_route() {
-        let m = Metrics::default();
-        m.record("/search", 200, 0.003);
-        m.record("/search", 200, 0.2);
-        m.record("/search", 400, 0.0005);
-        let text = m.render();
-        assert!(text.contains("twin_requests_total{route=\"/search\",status=\"200\"} 2\n"), "{text}");
-        assert!(text.contains("twin_requests_total{route=\"/search\",status=\"400\"} 1\n"), "{text}");
-        // Cumulative buckets: 1 request within 1 ms, 2 within 5 ms, 3 within 250 ms.
-        assert!(text.contains("le=\"0.001\"} 1\n") && text.contains("le=\"0.005\"} 2\n") && text.contains("le=\"0.25\"} 3\n"), "{text}");
-        assert!(text.contains("twin_request_seconds_count{route=\"/search\"} 3\n"), "{text}");
-    }
 
     #[test]
     fn only_loopback_goes_without_a_token() {
