@@ -74,6 +74,14 @@ impl FsError {
 pub type Result<T> = std::result::Result<T, FsError>;
 
 /// The directory a path lives in (`.` for a bare file name).
+/// The file beside `path` whose name is `path`'s with `suffix` appended (`i.idx` → `i.idx.lock`):
+/// how a file's lock, journal and graph are named.
+pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
 pub(crate) fn parent_of(path: &Path) -> &Path {
     path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }

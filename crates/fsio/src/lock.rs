@@ -20,9 +20,7 @@ pub struct WriterLock {
 impl WriterLock {
     /// The lock file that guards `target`.
     pub fn path_for(target: &Path) -> PathBuf {
-        let mut name = target.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-        name.push(".lock");
-        target.with_file_name(name)
+        crate::sibling(target, ".lock")
     }
 
     /// Takes the lock of `target`, waiting for the writer that holds it; `on_wait` is told once

@@ -132,7 +132,7 @@ impl Ann {
 
     /// The graph file of the index at `index_path`.
     pub fn path_for(index_path: &Path) -> PathBuf {
-        suffixed(index_path, ".hnsw")
+        fsio::sibling(index_path, ".hnsw")
     }
 
     /// Saves the graph beside the index at `index_path`, recording that it covers `index`'s
@@ -153,7 +153,7 @@ impl Ann {
             params: self.params,
             checksum,
         };
-        let meta_path = suffixed(index_path, ".hnsw.json");
+        let meta_path = fsio::sibling(index_path, ".hnsw.json");
         let mut f = fsio::AtomicFile::create(&meta_path)?;
         serde_json::to_writer_pretty(&mut f, &meta).map_err(|e| ann_err("save", e))?;
         f.commit()?;
@@ -164,7 +164,7 @@ impl Ann {
     /// up to date with the journal (the items added and removed since). `Ok(None)`: there is no
     /// such graph, or it is stale.
     pub fn load(index_path: &Path, index: &Index, snapshot: (u64, u64)) -> Result<Option<Self>> {
-        let meta_path = suffixed(index_path, ".hnsw.json");
+        let meta_path = fsio::sibling(index_path, ".hnsw.json");
         let Ok(text) = std::fs::read_to_string(&meta_path) else { return Ok(None) };
         let Ok(meta) = serde_json::from_str::<Meta>(&text) else { return Ok(None) };
         if (meta.uid, meta.journal_seq) != snapshot || meta.dim != index.dim() {
@@ -185,21 +185,24 @@ impl Ann {
             return Ok(None);
         }
         // Items the journal added or removed after the snapshot the graph was built from.
-        for r in (0..index.rows()).rev() {
-            let id = index.id(r);
-            if ann.graph.contains(id) {
-                break;
-            }
-            if !index.is_removed(r) {
-                ann.add(id, index.vector(r))?;
-            }
-        }
-        for r in 0..index.rows() {
-            if index.is_removed(r) && ann.graph.contains(index.id(r)) {
-                ann.remove(index.id(r))?;
-            }
-        }
+        ann.catch_up(index, index.snapshot_rows())?;
         Ok(Some(ann))
+    }
+
+    /// Gives the graph the changes `index` holds beyond it: the items of rows `from..` that are
+    /// not removed go in, and removed items still in the graph go out.
+    pub fn catch_up(&self, index: &Index, from: usize) -> Result<()> {
+        for r in from..index.rows() {
+            if !index.is_removed(r) {
+                self.add(index.id(r), index.vector(r))?;
+            }
+        }
+        for r in index.removed_rows() {
+            if self.contains(index.id(r)) {
+                self.remove(index.id(r))?;
+            }
+        }
+        Ok(())
     }
 
     /// Loads the saved graph, or builds (and saves) it when it is missing or stale.
@@ -271,23 +274,8 @@ impl Ann {
     }
 }
 
-fn suffixed(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(suffix);
-    path.with_file_name(name)
-}
-
 fn file_checksum(path: &Path) -> Result<u64> {
-    use std::io::Read;
     let mut f = std::fs::File::open(path).map_err(|e| RetrieveError::io(path, e))?;
-    let mut sum = xxhash_rust::xxh3::Xxh3::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| RetrieveError::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        sum.update(&buf[..n]);
-    }
-    Ok(sum.digest())
+    let len = f.metadata().map_err(|e| RetrieveError::io(path, e))?.len();
+    crate::index::file::stream_xxh3(path, &mut f, len)
 }

@@ -258,6 +258,11 @@ fn model_for(given: Option<&Path>) -> PathBuf {
     given.map_or_else(|| PathBuf::from(DEFAULT_MODEL), Path::to_path_buf)
 }
 
+/// The writers' lock of the index at `path`, saying so when another writer holds it.
+fn lock_index(path: &Path) -> retrieve::Result<fsio::WriterLock> {
+    Index::lock(path, |l| warn!("waiting for another writer of {} ({})", path.display(), l.display()))
+}
+
 fn load_embedder(common: &Common) -> anyhow::Result<Embedder> {
     let device = common.backend.try_device().map_err(anyhow::Error::msg)?;
     let package = ModelPackage::load(&locate(&model_for(common.model.as_deref())), &device)?;
@@ -286,7 +291,7 @@ fn run() -> anyhow::Result<()> {
             let mut idx = corpus::build_index(&embedder, sentences, |n| pb.inc(n as u64))?;
             pb.finish_and_clear();
             idx.header.source_hash = Some(corpus::file_hash(&file)?);
-            let _lock = Index::lock(&out, |l| warn!("waiting for another writer of {} ({})", out.display(), l.display()))?;
+            let _lock = lock_index(&out)?;
             idx.create(&out)?;
             if graph.uses_graph(idx.len()) {
                 build_graph(&common, &out, &idx)?;
@@ -315,7 +320,7 @@ fn run() -> anyhow::Result<()> {
             let items: Vec<NewItem> = sentences.into_iter().zip(keys).map(|(text, key)| NewItem { text, key }).collect();
             // Appended to the journal under the index's lock, after taking in what other
             // writers appended, so concurrent adds each get their own ids and none is lost.
-            let _lock = Index::lock(&index, |l| warn!("waiting for another writer of {} ({})", index.display(), l.display()))?;
+            let _lock = lock_index(&index)?;
             let mut idx = Index::load(&index)?;
             idx.check_model(&index, &embedder.package.fingerprint, embedder.dim())?;
             let ids = idx.append(&index, items, &vectors)?;
@@ -327,7 +332,7 @@ fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Delete { ids, index }) => {
-            let _lock = Index::lock(&index, |l| warn!("waiting for another writer of {} ({})", index.display(), l.display()))?;
+            let _lock = lock_index(&index)?;
             let mut idx = Index::load(&index)?;
             let removed = idx.delete(&index, &ids)?;
             let missing: Vec<String> = ids.iter().filter(|i| !removed.contains(i)).map(u64::to_string).collect();
@@ -338,7 +343,7 @@ fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Compact { index }) => {
-            let _lock = Index::lock(&index, |l| warn!("waiting for another writer of {} ({})", index.display(), l.display()))?;
+            let _lock = lock_index(&index)?;
             let mut idx = Index::load(&index)?;
             idx.compact(&index)?;
             if SearchMode::Auto.uses_graph(idx.len()) || Ann::path_for(&index).exists() {
@@ -381,7 +386,7 @@ fn run_serve(
     let embedder = load_embedder(common)?;
     // Opened under the writers' lock, so that a compaction elsewhere is seen whole or not at all.
     let lock = match &index {
-        Some(p) => Some(Index::lock(p, |l| warn!("waiting for another writer of {} ({})", p.display(), l.display()))?),
+        Some(p) => Some(lock_index(p)?),
         None => None,
     };
     let idx = load_index(common, &embedder, index.as_deref(), corpus)?;

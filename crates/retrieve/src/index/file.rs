@@ -58,11 +58,16 @@ pub(crate) fn stamp(path: &Path) -> std::io::Result<Stamp> {
 }
 
 fn stamp_of(m: &std::fs::Metadata) -> Stamp {
+    Stamp { len: m.len(), modified: m.modified().ok(), inode: inode_of(m) }
+}
+
+/// The file's inode (0 where there is none): what tells a file from one renamed over it.
+pub(crate) fn inode_of(m: &std::fs::Metadata) -> u64 {
     #[cfg(unix)]
     let inode = std::os::unix::fs::MetadataExt::ino(m);
     #[cfg(not(unix))]
     let inode = 0;
-    Stamp { len: m.len(), modified: m.modified().ok(), inode }
+    inode
 }
 
 /// A format-3 snapshot, mapped.
@@ -270,10 +275,22 @@ pub(crate) fn open(path: &Path) -> Result<(IndexHeader, Rows, Stamp)> {
 
 /// Streams the file (all but its last 8 bytes) through XXH3 and compares.
 fn verify_checksum(path: &Path, f: &mut std::fs::File, len: u64) -> Result<()> {
+    let sum = stream_xxh3(path, f, len - 8)?;
+    let mut tail = [0u8; 8];
+    f.read_exact(&mut tail).map_err(|e| RetrieveError::io(path, e))?;
+    if sum.to_le_bytes() != tail {
+        return Err(corrupt(path, "checksum mismatch: the file is damaged or truncated"));
+    }
+    Ok(())
+}
+
+/// XXH3-64 of the first `n` bytes of `f`, read from its start in 1 MiB pieces (with `read`, so a
+/// large file passes through without being held).
+pub(crate) fn stream_xxh3(path: &Path, f: &mut std::fs::File, n: u64) -> Result<u64> {
     use std::io::Seek;
     f.seek(std::io::SeekFrom::Start(0)).map_err(|e| RetrieveError::io(path, e))?;
     let mut sum = xxhash_rust::xxh3::Xxh3::new();
-    let mut left = len - 8;
+    let mut left = n;
     let mut buf = vec![0u8; 1 << 20];
     while left > 0 {
         let want = buf.len().min(left as usize);
@@ -281,12 +298,7 @@ fn verify_checksum(path: &Path, f: &mut std::fs::File, len: u64) -> Result<()> {
         sum.update(&buf[..want]);
         left -= want as u64;
     }
-    let mut tail = [0u8; 8];
-    f.read_exact(&mut tail).map_err(|e| RetrieveError::io(path, e))?;
-    if sum.digest().to_le_bytes() != tail {
-        return Err(corrupt(path, "checksum mismatch: the file is damaged or truncated"));
-    }
-    Ok(())
+    Ok(sum.digest())
 }
 
 /// Finds the sections of a format-3 file and checks that they, and every offset table, fit.

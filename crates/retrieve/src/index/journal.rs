@@ -136,9 +136,7 @@ impl Record {
 
 /// The journal of the index at `index_path`.
 pub fn path_for(index_path: &Path) -> PathBuf {
-    let mut name = index_path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".journal");
-    index_path.with_file_name(name)
+    fsio::sibling(index_path, ".journal")
 }
 
 /// What [`read`] found.
@@ -155,11 +153,7 @@ pub struct Loaded {
 /// The identity and length of the journal at `path`, if there is one.
 pub(crate) fn identity(path: &Path) -> Option<(u64, u64)> {
     let m = std::fs::metadata(path).ok()?;
-    #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(&m);
-    #[cfg(not(unix))]
-    let inode = 0;
-    Some((inode, m.len()))
+    Some((super::file::inode_of(&m), m.len()))
 }
 
 /// Reads the records of the journal at `path` from byte `from` (0: from the start). A missing
@@ -265,8 +259,6 @@ pub fn append(path: &Path, uid: u64, dim: usize, known_len: u64, records: &[Reco
         }
         reset(path, uid)?;
     }
-    // Temporaries of killed writers in this directory go, as with every write of ours.
-    fsio::sweep_stale(path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")));
     let mut f = OpenOptions::new().read(true).write(true).open(path).map_err(io)?;
     let start = known_len.max(HEAD);
     f.set_len(start).map_err(io)?;

@@ -95,6 +95,8 @@ pub struct Index {
     snapshot_stamp: Option<file::Stamp>,
     /// The snapshot's own `journal_seq`, before the journal was applied.
     snapshot_seq: u64,
+    /// Whether this handle has cleared killed writers' temporaries yet.
+    swept: bool,
 }
 
 impl std::fmt::Debug for Index {
@@ -140,6 +142,7 @@ impl Index {
             journal_inode: None,
             snapshot_stamp: None,
             snapshot_seq,
+            swept: false,
         }
     }
 
@@ -148,6 +151,11 @@ impl Index {
             Rows::Owned(o) => o.len(),
             Rows::Mapped(m) => m.len(),
         }
+    }
+
+    /// Rows of the snapshot (the journal's rows follow them).
+    pub(crate) fn snapshot_rows(&self) -> usize {
+        self.base_len()
     }
 
     /// Rows, removed ones included; row numbers run `0..rows()`.
@@ -408,8 +416,7 @@ impl Index {
                 Record::Add { seq, id: id - 1, key: item.key.clone(), text: item.text.clone(), vector: v.to_vec() }
             })
             .collect();
-        self.journal_len = journal::append(&journal::path_for(path), self.header.uid, d, self.journal_len, &records)?;
-        self.journal_inode = journal::identity(&journal::path_for(path)).map(|(i, _)| i);
+        self.write_journal(path, &records)?;
         let ids = self.push(items, vectors)?;
         self.header.journal_seq = seq;
         Ok(ids)
@@ -434,13 +441,26 @@ impl Index {
                 Record::Remove { seq, id }
             })
             .collect();
-        self.journal_len = journal::append(&journal::path_for(path), self.header.uid, self.header.dim, self.journal_len, &records)?;
-        self.journal_inode = journal::identity(&journal::path_for(path)).map(|(i, _)| i);
+        self.write_journal(path, &records)?;
         for &id in &found {
             self.remove(id);
         }
         self.header.journal_seq = seq;
         Ok(found)
+    }
+
+    /// Appends `records` to the journal of the index at `path` and notes where it now ends.
+    /// The first write of a handle also clears the temporaries killed writers left in the
+    /// directory, as every write of ours does (once, not on every add of a server).
+    fn write_journal(&mut self, path: &Path, records: &[Record]) -> Result<()> {
+        if !self.swept {
+            fsio::sweep_stale(path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")));
+            self.swept = true;
+        }
+        let jpath = journal::path_for(path);
+        self.journal_len = journal::append(&jpath, self.header.uid, self.header.dim, self.journal_len, records)?;
+        self.journal_inode = journal::identity(&jpath).map(|(i, _)| i);
+        Ok(())
     }
 
     /// Sequence numbers for `n` more records (a crafted header could leave none).
@@ -594,6 +614,15 @@ mod tests {
     /// Every item as (id, key, sentence, vector), removed ones left out.
     fn items(idx: &Index) -> Vec<(u64, Option<String>, String, Vec<f32>)> {
         idx.live_rows().map(|r| (idx.id(r), idx.key(r).map(str::to_string), idx.sentence(r).to_string(), idx.vector(r).to_vec())).collect()
+    }
+
+    /// [`sample`] created as an index file in a fresh folder: (folder, path, index).
+    fn created() -> (tempfile::TempDir, PathBuf, Index) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("i.idx");
+        let mut idx = sample();
+        idx.create(&p).unwrap();
+        (dir, p, idx)
     }
 
     fn keyed(text: &str, key: Option<&str>) -> NewItem {
@@ -763,10 +792,7 @@ mod tests {
     /// applies nothing twice.
     #[test]
     fn a_crash_during_compaction_keeps_one_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("i.idx");
-        let mut idx = sample();
-        idx.create(&p).unwrap();
+        let (_dir, p, mut idx) = created();
         idx.append(&p, vec![keyed("x", None)], &[0.0, 1.0]).unwrap();
         idx.delete(&p, &[1]).unwrap();
         let want = items(&idx);
@@ -790,10 +816,7 @@ mod tests {
     /// instead of reading past the end, and its own adds land where readers find them.
     #[test]
     fn a_handle_opened_mid_compaction_catches_up() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("i.idx");
-        let mut idx = sample();
-        idx.create(&p).unwrap();
+        let (_dir, p, mut idx) = created();
         let many: Vec<NewItem> = (0..5).map(|i| keyed(&format!("item {i}"), None)).collect();
         idx.append(&p, many, &[0.0, 1.0].repeat(5)).unwrap();
         // Compaction's first half: the new snapshot, the old journal still in place.
@@ -814,10 +837,7 @@ mod tests {
     /// An id at the top of the range, behind a valid checksum, is refused rather than wrapping.
     #[test]
     fn the_largest_id_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("i.idx");
-        let mut idx = sample();
-        idx.create(&p).unwrap();
+        let (_dir, p, idx) = created();
         let add = Record::Add { seq: 1, id: u64::MAX, key: None, text: "x".into(), vector: vec![1.0, 0.0] };
         journal::append(&journal::path_for(&p), idx.header.uid, 2, 16, &[add]).unwrap();
         assert!(Index::load(&p).unwrap_err().to_string().contains("largest id"));
@@ -827,10 +847,7 @@ mod tests {
     /// not applied to the new snapshot.
     #[test]
     fn a_rebuilt_index_ignores_the_old_journal() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("i.idx");
-        let mut idx = sample();
-        idx.create(&p).unwrap();
+        let (_dir, p, mut idx) = created();
         idx.append(&p, vec![keyed("x", None)], &[0.0, 1.0]).unwrap();
         let journal = std::fs::read(journal::path_for(&p)).unwrap();
         let mut fresh = sample();

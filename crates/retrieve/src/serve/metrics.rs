@@ -66,7 +66,7 @@ mod tests {
         let text = m.render();
         assert!(text.contains("twin_requests_total{route=\"/search\",status=\"200\"} 2\n"), "{text}");
         assert!(text.contains("twin_requests_total{route=\"/search\",status=\"400\"} 1\n"), "{text}");
-        // Cumulative buckets: 1 request within 1 ms, 2 within 5 ms, 3 within 250 ms.
+        // Buckets are cumulative: each bound counts every request at or below it.
         assert!(text.contains("le=\"0.001\"} 1\n") && text.contains("le=\"0.005\"} 2\n") && text.contains("le=\"0.25\"} 3\n"), "{text}");
         assert!(text.contains("twin_request_seconds_count{route=\"/search\"} 3\n"), "{text}");
     }

@@ -104,17 +104,7 @@ impl Served {
             self.ann = Some(ann);
             return Ok(());
         }
-        for r in before.2..self.index.rows() {
-            if !self.index.is_removed(r) {
-                ann.add(self.index.id(r), self.index.vector(r))?;
-            }
-        }
-        for r in self.index.removed_rows() {
-            if ann.contains(self.index.id(r)) {
-                ann.remove(self.index.id(r))?;
-            }
-        }
-        Ok(())
+        ann.catch_up(&self.index, before.2)
     }
 }
 
