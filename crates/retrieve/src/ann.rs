@@ -92,7 +92,7 @@ pub fn slots() -> usize {
 }
 
 fn ann_err(what: &str, e: impl std::fmt::Display) -> RetrieveError {
-    RetrieveError::Invalid(format!("approximate index: {what}: {e}"))
+    RetrieveError::Graph(format!("{what}: {e}"))
 }
 
 impl Ann {

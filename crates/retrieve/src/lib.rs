@@ -24,11 +24,13 @@ pub mod score;
 pub mod search;
 #[cfg(feature = "serve")]
 pub mod serve;
+pub mod store;
 
 pub use ann::{Ann, AnnParams, SearchMode};
 pub use index::{Index, IndexHeader, NewItem};
 pub use report::{QueryHits, SearchHit, SearchReport};
 pub use search::{top_k, Hit};
+pub use store::{LocalStore, MilvusStore, Store, StoreUrl, StoredHit};
 
 use std::path::{Path, PathBuf};
 
@@ -70,6 +72,18 @@ pub enum RetrieveError {
     /// The input cannot be used as asked.
     #[error("{0}")]
     Invalid(String),
+    /// A store could not be reached or failed to answer (a Milvus server down, a timeout), or
+    /// its state in this process is unusable.
+    #[error("{location}: {reason}")]
+    Store {
+        /// The store (a path or a `milvus://` address).
+        location: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The approximate-search graph failed.
+    #[error("approximate index: {0}")]
+    Graph(String),
     /// The model failed.
     #[error(transparent)]
     Encoder(#[from] encoder::EncoderError),

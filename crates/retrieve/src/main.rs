@@ -11,7 +11,8 @@ use encoder::{Backend, Embedder, ModelPackage};
 use fsio::{check_output, escape_terminal, warn};
 use indicatif::{ProgressBar, ProgressStyle};
 use retrieve::score::{Layout, ScoreOptions};
-use retrieve::{corpus, dedup, Ann, AnnParams, Index, NewItem, SearchMode, SearchReport};
+use retrieve::store::MilvusUrl;
+use retrieve::{corpus, dedup, Ann, AnnParams, Index, LocalStore, MilvusStore, NewItem, SearchMode, SearchReport, Store, StoreUrl};
 
 /// Find the stored questions nearest to a new one, with duplicate verdicts from a twin-LSTM
 /// model.
@@ -48,6 +49,10 @@ struct SearchArgs {
     /// Search this index (from `retrieve index`) instead of the default corpus.
     #[arg(long)]
     index: Option<PathBuf>,
+    /// Search this store instead: milvus://HOST:PORT/COLLECTION (made by `retrieve index
+    /// --store`), or an index path. --index, when given, wins.
+    #[arg(long, env = "TWIN_STORE", value_parser = store_url)]
+    store: Option<StoreUrl>,
     /// Corpus searched when no --index is given: one question per line.
     #[arg(long, default_value = "datasets/questions.txt")]
     corpus: PathBuf,
@@ -93,6 +98,11 @@ enum Command {
         /// it is replaced atomically.
         #[arg(long)]
         index: Option<PathBuf>,
+        /// Store into a new Milvus collection instead: milvus://HOST:PORT/COLLECTION (never an
+        /// existing one). FILE may then also be an index (.idx), whose vectors are copied
+        /// without embedding again.
+        #[arg(long, value_parser = store_url, conflicts_with = "index")]
+        store: Option<StoreUrl>,
         /// Build the approximate-search graph (PATH.hnsw): auto from 50,000 sentences on.
         #[arg(long, value_enum, default_value_t = SearchMode::Auto)]
         graph: SearchMode,
@@ -105,8 +115,12 @@ enum Command {
         #[arg(long)]
         column: Option<String>,
         /// The index to extend. Adds are appended to its journal (PATH.journal), not rewritten.
-        #[arg(long)]
-        index: PathBuf,
+        #[arg(long, required_unless_present = "store")]
+        index: Option<PathBuf>,
+        /// Milvus instead of a local index: milvus://HOST:PORT/COLLECTION (TWIN_MILVUS_TOKEN,
+        /// when set, is sent as the bearer token). --index, when given, wins.
+        #[arg(long, env = "TWIN_STORE", value_parser = store_url)]
+        store: Option<StoreUrl>,
         /// CSV column holding each sentence's key (your own id for it, shown with each hit).
         #[arg(long)]
         key_column: Option<String>,
@@ -117,8 +131,12 @@ enum Command {
         #[arg(required = true)]
         ids: Vec<u64>,
         /// The index.
-        #[arg(long)]
-        index: PathBuf,
+        #[arg(long, required_unless_present = "store")]
+        index: Option<PathBuf>,
+        /// Milvus instead of a local index: milvus://HOST:PORT/COLLECTION (TWIN_MILVUS_TOKEN,
+        /// when set, is sent as the bearer token). --index, when given, wins.
+        #[arg(long, env = "TWIN_STORE", value_parser = store_url)]
+        store: Option<StoreUrl>,
     },
     /// Fold an index's journal (adds and removals) into a new snapshot, and refresh its graph.
     Compact {
@@ -131,7 +149,12 @@ enum Command {
     /// Find every pair of sentences above the duplicate threshold, grouped into clusters (CSV).
     Dedup {
         /// Sentences: a text file, a CSV file with --column, or an index (.idx).
-        file: PathBuf,
+        #[arg(required_unless_present = "store")]
+        file: Option<PathBuf>,
+        /// Every item of a Milvus collection instead: milvus://HOST:PORT/COLLECTION (rows are
+        /// numbered in id order).
+        #[arg(long, value_parser = store_url, conflicts_with = "file")]
+        store: Option<StoreUrl>,
         /// CSV column holding the sentences.
         #[arg(long)]
         column: Option<String>,
@@ -174,6 +197,10 @@ enum Command {
         /// index, served read-only).
         #[arg(long)]
         index: Option<PathBuf>,
+        /// Milvus instead of a local index: milvus://HOST:PORT/COLLECTION (TWIN_MILVUS_TOKEN,
+        /// when set, is sent as the bearer token). --index, when given, wins.
+        #[arg(long, env = "TWIN_STORE", value_parser = store_url)]
+        store: Option<StoreUrl>,
         /// Address to listen on. Any address but loopback needs --token.
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: std::net::SocketAddr,
@@ -223,6 +250,25 @@ fn column_pair(s: &str) -> Result<(String, String), String> {
             Ok((a.trim().to_string(), b.trim().to_string()))
         }
         _ => Err(format!("expected two column names separated by a comma, e.g. question1,question2; got {s:?}")),
+    }
+}
+
+/// `--store`: a Milvus address or an index path.
+fn store_url(s: &str) -> Result<StoreUrl, String> {
+    s.parse().map_err(|e: retrieve::RetrieveError| e.to_string())
+}
+
+/// The local index or the Milvus collection a command writes to: `--index` or `--store`.
+enum Target {
+    Local(PathBuf),
+    Milvus(MilvusUrl),
+}
+
+fn target(index: Option<PathBuf>, store: Option<StoreUrl>) -> anyhow::Result<Target> {
+    match (index, store) {
+        (Some(p), _) | (None, Some(StoreUrl::Local(p))) => Ok(Target::Local(p)),
+        (None, Some(StoreUrl::Milvus(m))) => Ok(Target::Milvus(m)),
+        (None, None) => bail!("give --index PATH or --store milvus://HOST:PORT/COLLECTION"),
     }
 }
 
@@ -279,7 +325,12 @@ fn run() -> anyhow::Result<()> {
     match cli.command {
         None => run_search(&common, &cli.search),
         Some(Command::Search(args)) => run_search(&common, &args),
-        Some(Command::Index { file, column, index, graph }) => {
+        Some(Command::Index { file, column, index, store, graph }) => {
+            let index = match store {
+                Some(StoreUrl::Milvus(url)) => return run_index_milvus(&common, &file, column.as_deref(), &url),
+                Some(StoreUrl::Local(p)) => Some(p),
+                None => index,
+            };
             let out = index.unwrap_or_else(|| file.with_extension("idx"));
             check_output(&out, &[&file])?;
             if out.exists() && Index::read_header(&out).is_err() {
@@ -299,12 +350,23 @@ fn run() -> anyhow::Result<()> {
             warn!("indexed {} sentences into {}", idx.len(), escape_terminal(&out.display().to_string()));
             Ok(())
         }
-        Some(Command::Add { file, column, index, key_column }) => {
-            check_output(&index, &[&file])?;
+        Some(Command::Add { file, column, index, store, key_column }) => {
+            let target = target(index, store)?;
             let embedder = load_embedder(&common)?;
-            // Fail fast on the wrong model, before embedding anything.
-            let header = Index::read_header(&index)?;
-            retrieve::index::check_model(&header, &index, &embedder.package.fingerprint, embedder.dim())?;
+            // Fail fast on the wrong model (or an unreachable store), before embedding anything.
+            let milvus = match &target {
+                Target::Local(index) => {
+                    check_output(index, &[&file])?;
+                    let header = Index::read_header(index)?;
+                    retrieve::index::check_model(&header, index, &embedder.package.fingerprint, embedder.dim())?;
+                    None
+                }
+                Target::Milvus(url) => {
+                    let store = MilvusStore::open(url)?;
+                    store.check_model(&embedder.package.fingerprint, embedder.dim())?;
+                    Some(store)
+                }
+            };
             let sentences = corpus::read_sentences(&file, column.as_deref())?;
             let keys = match &key_column {
                 Some(k) => corpus::read_sentences(&file, Some(k))?.into_iter().map(Some).collect(),
@@ -318,20 +380,46 @@ fn run() -> anyhow::Result<()> {
             let vectors = embedder.embed_with_progress(&texts, |n| pb.inc(n as u64))?;
             pb.finish_and_clear();
             let items: Vec<NewItem> = sentences.into_iter().zip(keys).map(|(text, key)| NewItem { text, key }).collect();
+            let index = match (target, milvus) {
+                (Target::Milvus(url), Some(store)) => {
+                    let pb = bar(common.quiet, Some(items.len() as u64), "storing");
+                    let ids = store.insert(&items, &vectors, |n| pb.inc(n as u64))?;
+                    pb.finish_and_clear();
+                    warn!("added {} sentences{}; {url} now holds {}", ids.len(), id_range(&ids), store.count()?);
+                    return Ok(());
+                }
+                (Target::Local(index), _) => index,
+                (Target::Milvus(_), None) => unreachable!("opened above"),
+            };
             // Appended to the journal under the index's lock, after taking in what other
             // writers appended, so concurrent adds each get their own ids and none is lost.
             let _lock = lock_index(&index)?;
             let mut idx = Index::load(&index)?;
             idx.check_model(&index, &embedder.package.fingerprint, embedder.dim())?;
             let ids = idx.append(&index, items, &vectors)?;
-            let range = match (ids.first(), ids.last()) {
-                (Some(a), Some(b)) => format!(" (ids {a}..={b})"),
-                _ => String::new(),
-            };
-            warn!("added {} sentences{range}; {} now holds {}", ids.len(), escape_terminal(&index.display().to_string()), idx.len());
+            warn!(
+                "added {} sentences{}; {} now holds {}",
+                ids.len(),
+                id_range(&ids),
+                escape_terminal(&index.display().to_string()),
+                idx.len()
+            );
             Ok(())
         }
-        Some(Command::Delete { ids, index }) => {
+        Some(Command::Delete { ids, index, store }) => {
+            let index = match target(index, store)? {
+                Target::Local(index) => index,
+                Target::Milvus(url) => {
+                    let store = MilvusStore::open(&url)?;
+                    let removed = store.delete(&ids)?;
+                    let missing: Vec<String> = ids.iter().filter(|i| !removed.contains(i)).map(u64::to_string).collect();
+                    warn!("removed {} items; {url} now holds {}", removed.len(), store.count()?);
+                    if !missing.is_empty() {
+                        bail!("no item with id {} in {url}", missing.join(", "));
+                    }
+                    return Ok(());
+                }
+            };
             let _lock = lock_index(&index)?;
             let mut idx = Index::load(&index)?;
             let removed = idx.delete(&index, &ids)?;
@@ -352,22 +440,31 @@ fn run() -> anyhow::Result<()> {
             warn!("compacted {}: {} items", escape_terminal(&index.display().to_string()), idx.len());
             Ok(())
         }
-        Some(Command::Dedup { file, column, threshold, output }) => run_dedup(&common, &file, column.as_deref(), threshold, output),
+        Some(Command::Dedup { file, column, store, threshold, output }) => {
+            let source = match (file, store) {
+                (_, Some(StoreUrl::Milvus(url))) => DedupSource::Milvus(url),
+                (Some(file), _) | (None, Some(StoreUrl::Local(file))) => DedupSource::File(file),
+                (None, None) => bail!("give a FILE or --store milvus://HOST:PORT/COLLECTION"),
+            };
+            run_dedup(&common, &source, column.as_deref(), threshold, output)
+        }
         Some(Command::Score { file, output, columns, format, strict, batch_rows }) => {
             run_score(&common, &file, output, columns, format, strict, batch_rows as usize)
         }
         #[cfg(feature = "serve")]
-        Some(Command::Serve { index, addr, token, max_k, max_batch, max_body_bytes, search, ef, batch_window_us }) => {
+        Some(Command::Serve { index, store, addr, token, max_k, max_batch, max_body_bytes, search, ef, batch_window_us }) => {
             let options = retrieve::serve::ServeOptions {
                 max_body_bytes: max_body_bytes as usize,
                 max_k: max_k as usize,
                 max_batch: max_batch as usize,
                 token,
-                search,
                 batch_window: std::time::Duration::from_micros(batch_window_us),
-                ef: ef.map(|e| e as usize),
             };
-            run_serve(&common, index, &cli.search.corpus, addr, options)
+            let target = match (index, store) {
+                (None, None) => None,
+                (index, store) => Some(target(index, store)?),
+            };
+            run_serve(&common, target, &cli.search.corpus, addr, options, search, ef)
         }
     }
 }
@@ -375,27 +472,35 @@ fn run() -> anyhow::Result<()> {
 #[cfg(feature = "serve")]
 fn run_serve(
     common: &Common,
-    index: Option<PathBuf>,
+    target: Option<Target>,
     corpus: &Path,
     addr: std::net::SocketAddr,
     options: retrieve::serve::ServeOptions,
+    search: SearchMode,
+    ef: Option<u64>,
 ) -> anyhow::Result<()> {
     if retrieve::serve::needs_token(&addr) && options.token.is_none() {
         bail!("{addr} is not a loopback address: give --token (or TWIN_SERVE_TOKEN) so that only your clients get in");
     }
     let embedder = load_embedder(common)?;
-    // Opened under the writers' lock, so that a compaction elsewhere is seen whole or not at all.
-    let lock = match &index {
-        Some(p) => Some(lock_index(p)?),
-        None => None,
+    let store: Box<dyn Store> = match target {
+        Some(Target::Milvus(url)) => {
+            let store = MilvusStore::open(&url)?;
+            store.check_model(&embedder.package.fingerprint, embedder.dim())?;
+            Box::new(store)
+        }
+        Some(Target::Local(path)) => {
+            // Opened under the writers' lock, so that a compaction elsewhere is seen whole or
+            // not at all.
+            let lock = lock_index(&path)?;
+            let idx = load_index(common, &embedder, Some(&path), corpus)?;
+            let ann = if search.uses_graph(idx.len()) { open_graph(common, &path, &idx, true, ef)? } else { None };
+            drop(lock);
+            Box::new(LocalStore::new(idx, ann, Some(path), ef.map(|e| e as usize)))
+        }
+        None => Box::new(LocalStore::new(load_index(common, &embedder, None, corpus)?, None, None, None)),
     };
-    let idx = load_index(common, &embedder, index.as_deref(), corpus)?;
-    let ann = match &index {
-        Some(p) if options.search.uses_graph(idx.len()) => open_graph(common, p, &idx, true, options.ef.map(|e| e as u64))?,
-        _ => None,
-    };
-    drop(lock);
-    let state = retrieve::serve::AppState::new(embedder, idx, ann, index, options);
+    let state = retrieve::serve::AppState::new(embedder, store, options);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
@@ -404,6 +509,45 @@ fn run_serve(
         warn!("stopped");
         anyhow::Ok(())
     })
+}
+
+/// `(ids a..=b)` for a message about added items.
+fn id_range(ids: &[u64]) -> String {
+    match (ids.first(), ids.last()) {
+        (Some(a), Some(b)) => format!(" (ids {a}..={b})"),
+        _ => String::new(),
+    }
+}
+
+/// `retrieve index FILE --store milvus://…`: a new collection filled from a sentence file
+/// (embedded here) or from a local index (its vectors copied).
+fn run_index_milvus(common: &Common, file: &Path, column: Option<&str>, url: &MilvusUrl) -> anyhow::Result<()> {
+    // Before embedding anything: the server answers and the collection is new.
+    MilvusStore::check_absent(url)?;
+    let (fingerprint, dim, items, vectors) = if file.extension().is_some_and(|e| e == "idx") {
+        let idx = Index::load(file)?;
+        let (vectors, live) = idx.live_vectors();
+        let items: Vec<NewItem> =
+            live.iter().map(|&r| NewItem { text: idx.sentence(r).to_string(), key: idx.key(r).map(str::to_string) }).collect();
+        (idx.header.fingerprint.clone(), idx.dim(), items, vectors.into_owned())
+    } else {
+        let embedder = load_embedder(common)?;
+        let sentences = corpus::read_sentences(file, column)?;
+        let pb = bar(common.quiet, Some(sentences.len() as u64), "embedding");
+        let texts: Vec<&str> = sentences.iter().map(String::as_str).collect();
+        let vectors = embedder.embed_with_progress(&texts, |n| pb.inc(n as u64))?;
+        pb.finish_and_clear();
+        let items = sentences.into_iter().map(|text| NewItem { text, key: None }).collect();
+        (embedder.package.fingerprint.clone(), embedder.dim(), items, vectors)
+    };
+    let store = MilvusStore::create(url, &fingerprint, dim)?;
+    let pb = bar(common.quiet, Some(items.len() as u64), "storing");
+    let started = Instant::now();
+    let ids = store.insert(&items, &vectors, |n| pb.inc(n as u64))?;
+    pb.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    warn!("stored {} items in {url} in {secs:.1} s ({:.0} vectors/s, until searchable)", ids.len(), ids.len() as f64 / secs.max(1e-9));
+    Ok(())
 }
 
 /// Builds the graph of `idx` (stored at `path`) and saves it beside the index.
@@ -475,12 +619,28 @@ fn run_search(common: &Common, args: &SearchArgs) -> anyhow::Result<()> {
         bail!("query {} is empty", i + 1);
     }
     let embedder = load_embedder(common)?;
-    let idx = load_index(common, &embedder, index, corpus_path)?;
-    let ann = match index {
-        Some(p) if args.search.uses_graph(idx.len()) => open_graph(common, p, &idx, args.search == SearchMode::Approx, args.ef)?,
-        _ => None,
+    let store: Box<dyn Store> = match (index, &args.store) {
+        (None, Some(StoreUrl::Milvus(url))) => {
+            let store = MilvusStore::open(url)?;
+            store.check_model(&embedder.package.fingerprint, embedder.dim())?;
+            Box::new(store)
+        }
+        (_, local) => {
+            let index = index.or(match local {
+                Some(StoreUrl::Local(p)) => Some(p.as_path()),
+                _ => None,
+            });
+            let idx = load_index(common, &embedder, index, corpus_path)?;
+            let ann = match index {
+                Some(p) if args.search.uses_graph(idx.len()) => open_graph(common, p, &idx, args.search == SearchMode::Approx, args.ef)?,
+                _ => None,
+            };
+            Box::new(LocalStore::new(idx, ann, index.map(Path::to_path_buf), None))
+        }
     };
-    let report = SearchReport::build(&embedder, &idx, ann.as_ref(), queries, usize::try_from(k).unwrap_or(usize::MAX))?;
+    let texts: Vec<&str> = queries.iter().map(String::as_str).collect();
+    let qv = embedder.embed(&texts)?;
+    let report = SearchReport::from_store(&embedder, &*store, queries, &qv, usize::try_from(k).unwrap_or(usize::MAX))?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     if common.json {
         report.write_json(&mut out)?;
@@ -532,11 +692,50 @@ impl Write for Output {
     }
 }
 
-fn run_dedup(common: &Common, file: &Path, column: Option<&str>, threshold: Option<f64>, output: Option<PathBuf>) -> anyhow::Result<()> {
+/// What `dedup` reads: a file, or every item of a Milvus collection.
+enum DedupSource {
+    File(PathBuf),
+    Milvus(MilvusUrl),
+}
+
+fn run_dedup(
+    common: &Common,
+    source: &DedupSource,
+    column: Option<&str>,
+    threshold: Option<f64>,
+    output: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let inputs: Vec<&Path> = match source {
+        DedupSource::File(f) => vec![f.as_path()],
+        DedupSource::Milvus(_) => Vec::new(),
+    };
     if let Some(out) = &output {
-        check_output(out, &[file])?;
+        check_output(out, &inputs)?;
     }
     let embedder = load_embedder(common)?;
+    let file = match source {
+        DedupSource::File(f) => f.as_path(),
+        DedupSource::Milvus(url) => {
+            let store = MilvusStore::open(url)?;
+            store.check_model(&embedder.package.fingerprint, embedder.dim())?;
+            let mut idx = Index::new(&embedder.package.fingerprint, embedder.dim());
+            let pb = bar(common.quiet, None, "reading");
+            store.for_each_page(|page| {
+                pb.inc(page.len() as u64);
+                let mut vectors = Vec::with_capacity(page.len() * embedder.dim());
+                let items: Vec<NewItem> = page
+                    .into_iter()
+                    .map(|(_, text, key, v)| {
+                        vectors.extend_from_slice(&v);
+                        NewItem { text, key }
+                    })
+                    .collect();
+                idx.push(items, &vectors).map(|_| ())
+            })?;
+            pb.finish_and_clear();
+            return write_dedup(&embedder, &idx, &inputs, threshold, output);
+        }
+    };
     let idx = if file.extension().is_some_and(|e| e == "idx") {
         let idx = Index::load(file)?;
         idx.check_model(file, &embedder.package.fingerprint, embedder.dim())?;
@@ -548,6 +747,11 @@ fn run_dedup(common: &Common, file: &Path, column: Option<&str>, threshold: Opti
         pb.finish_and_clear();
         idx
     };
+    write_dedup(&embedder, &idx, &inputs, threshold, output)
+}
+
+/// Mines the duplicate pairs of `idx`, clusters them and writes the CSV.
+fn write_dedup(embedder: &Embedder, idx: &Index, inputs: &[&Path], threshold: Option<f64>, output: Option<PathBuf>) -> anyhow::Result<()> {
     let energy = embedder.package.config.energy;
     // Pairs are mined by similarity: the package's search threshold when it judges by
     // similarity, else its pair threshold as a similarity.
@@ -560,7 +764,7 @@ fn run_dedup(common: &Common, file: &Path, column: Option<&str>, threshold: Opti
     let cluster = dedup::clusters(live.len(), &pairs);
     let mut rows: Vec<(usize, &dedup::DupPair)> = pairs.iter().filter_map(|p| cluster[p.i].map(|c| (c, p))).collect();
     rows.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.score.total_cmp(&a.1.score)));
-    let mut out = Output::open(output, &[file])?;
+    let mut out = Output::open(output, inputs)?;
     {
         let mut w = csv::Writer::from_writer(&mut out);
         w.write_record(["cluster", "row1", "row2", "sentence1", "sentence2", "similarity"])?;

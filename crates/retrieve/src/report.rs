@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use encoder::Embedder;
 use serde::Serialize;
 
-use crate::{Ann, Index, Result};
+use crate::{Ann, Index, Result, Store, StoredHit};
 
 /// One stored sentence found for a query.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -66,28 +66,57 @@ impl SearchReport {
     /// [`build`](Self::build) for queries already embedded (`qv`: one row per query), e.g. a
     /// batch of several requests embedded at once.
     pub fn from_vectors(embedder: &Embedder, index: &Index, ann: Option<&Ann>, queries: &[String], qv: &[f32], k: usize) -> Result<Self> {
-        let package = &embedder.package;
-        let energy = package.config.energy;
         let d = embedder.dim();
         let all_hits = match ann {
             Some(ann) => qv.chunks(d).map(|q| ann.top_k(index, q, k)).collect::<Result<Vec<_>>>()?,
             None => index.top_k_batch(qv, k),
         };
-        let mut out = Vec::with_capacity(queries.len());
-        for ((qi, query), hits) in queries.iter().enumerate().zip(all_hits) {
-            let qvec = &qv[qi * d..(qi + 1) * d];
-            let probabilities = embedder.head_probabilities(hits.len(), |i| (qvec, index.vector(hits[i].index)));
-            let results = hits
-                .iter()
-                .enumerate()
-                .map(|(rank, h)| {
-                    let distance = f64::from(energy.distance_host(qvec, index.vector(h.index)));
-                    let p = probabilities.as_ref().map(|(p, _)| p[rank]);
-                    SearchHit {
-                        rank: rank + 1,
+        let stored = all_hits
+            .iter()
+            .map(|hits| {
+                hits.iter()
+                    .map(|h| StoredHit {
                         id: index.id(h.index),
                         key: index.key(h.index).map(str::to_string),
                         sentence: index.sentence(h.index).to_string(),
+                        score: h.score,
+                        vector: index.vector(h.index).to_vec(),
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(Self::judge(embedder, queries, qv, stored))
+    }
+
+    /// Searches `store` for the `k` nearest stored items of each query (`qv`: one row per query)
+    /// and judges each hit.
+    pub fn from_store(embedder: &Embedder, store: &dyn Store, queries: &[String], qv: &[f32], k: usize) -> Result<Self> {
+        let hits = store.search(qv, embedder.dim(), k)?;
+        Ok(Self::judge(embedder, queries, qv, hits))
+    }
+
+    /// Judges found items: the energy's similarity and the package's verdict (its head's, for
+    /// packages with one) from each query's vector and the stored vector, so that every store
+    /// gives the same verdicts for the same hits.
+    pub fn judge(embedder: &Embedder, queries: &[String], qv: &[f32], all_hits: Vec<Vec<StoredHit>>) -> Self {
+        let package = &embedder.package;
+        let energy = package.config.energy;
+        let d = embedder.dim();
+        let mut out = Vec::with_capacity(queries.len());
+        for ((qi, query), hits) in queries.iter().enumerate().zip(all_hits) {
+            let qvec = &qv[qi * d..(qi + 1) * d];
+            let probabilities = embedder.head_probabilities(hits.len(), |i| (qvec, hits[i].vector.as_slice()));
+            let results = hits
+                .into_iter()
+                .enumerate()
+                .map(|(rank, h)| {
+                    let distance = f64::from(energy.distance_host(qvec, &h.vector));
+                    let p = probabilities.as_ref().map(|(p, _)| p[rank]);
+                    SearchHit {
+                        rank: rank + 1,
+                        id: h.id,
+                        key: h.key,
+                        sentence: h.sentence,
                         similarity: energy.similarity_from_distance(distance),
                         duplicate: package.is_search_duplicate(distance, p),
                         duplicate_probability: p,
@@ -96,12 +125,12 @@ impl SearchReport {
                 .collect();
             out.push(QueryHits { query: query.clone(), results });
         }
-        Ok(Self {
+        Self {
             model: package.dir.clone(),
             duplicate_if_similarity_at_least: package.search_similarity_threshold(),
             duplicate_if_probability_at_least: package.search_probability_threshold(),
             queries: out,
-        })
+        }
     }
 
     /// The human form: each query, then one line per hit. Queries and sentences are shown with

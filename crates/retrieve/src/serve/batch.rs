@@ -4,7 +4,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{internal, ApiError, AppState};
+use super::{api, internal, ApiError, AppState};
 use crate::SearchReport;
 
 /// Searches waiting for a batching worker; past this, a search is answered 503.
@@ -69,16 +69,14 @@ impl Batcher {
         let texts: Vec<&str> = jobs.iter().flat_map(|j| j.queries.iter().map(String::as_str)).collect();
         let d = state.embedder.dim();
         let vectors = state.embedder.embed(&texts).map_err(internal);
-        let served = state.served.read().map_err(internal);
         let mut at = 0;
         for job in jobs {
             let n = job.queries.len();
-            let result = match (&vectors, &served) {
-                (Ok(v), Ok(s)) => {
-                    SearchReport::from_vectors(&state.embedder, &s.index, s.ann.as_ref(), &job.queries, &v[at * d..(at + n) * d], job.k)
-                        .map_err(internal)
+            let result = match &vectors {
+                Ok(v) => {
+                    SearchReport::from_store(&state.embedder, &*state.store, &job.queries, &v[at * d..(at + n) * d], job.k).map_err(api)
                 }
-                (Err(e), _) | (_, Err(e)) => Err(ApiError(e.0, e.1.clone())),
+                Err(e) => Err(ApiError(e.0, e.1.clone())),
             };
             at += n;
             // The client may have gone; nothing to do then.

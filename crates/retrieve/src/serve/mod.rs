@@ -21,9 +21,8 @@
 //! a bearer token. `SIGTERM` or Ctrl-C stops accepting, lets requests in flight finish, and exits.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::mpsc;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::rejection::JsonRejection;
@@ -36,7 +35,7 @@ use axum::Router;
 use encoder::Embedder;
 use serde::{Deserialize, Serialize};
 
-use crate::{Ann, AnnParams, Index, NewItem, SearchMode, SearchReport};
+use crate::{NewItem, RetrieveError, SearchReport, Store};
 use batch::{Batcher, Job, QUEUE};
 use metrics::Metrics;
 
@@ -54,25 +53,13 @@ pub struct ServeOptions {
     pub max_batch: usize,
     /// Required as `Authorization: Bearer TOKEN` when set.
     pub token: Option<String>,
-    /// Exact or graph search.
-    pub search: SearchMode,
     /// How long a search waits for others to batch with; zero: each request alone.
     pub batch_window: Duration,
-    /// Candidates a graph search keeps (the graph's default when `None`).
-    pub ef: Option<usize>,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        Self {
-            max_body_bytes: 1 << 20,
-            max_k: 100,
-            max_batch: 1000,
-            token: None,
-            search: SearchMode::Auto,
-            batch_window: Duration::from_millis(1),
-            ef: None,
-        }
+        Self { max_body_bytes: 1 << 20, max_k: 100, max_batch: 1000, token: None, batch_window: Duration::from_millis(1) }
     }
 }
 
@@ -81,39 +68,11 @@ pub fn needs_token(addr: &SocketAddr) -> bool {
     !addr.ip().is_loopback()
 }
 
-/// The index and, when searched approximately, its graph: changed together under one lock.
-pub(crate) struct Served {
-    index: Index,
-    ann: Option<Ann>,
-    ef: Option<usize>,
-}
-
-impl Served {
-    /// Takes in what other processes wrote to the index at `path` since it was read, and gives
-    /// the graph the same changes. The caller holds the index's writer lock.
-    fn refresh(&mut self, path: &std::path::Path) -> crate::Result<()> {
-        let before = (self.index.header.uid, self.index.snapshot_seq(), self.index.rows());
-        self.index.refresh(path)?;
-        let Some(ann) = &self.ann else { return Ok(()) };
-        if (self.index.header.uid, self.index.snapshot_seq()) != (before.0, before.1) || self.index.rows() < before.2 {
-            // The index was reopened (compacted or rebuilt elsewhere): its graph, or a new one.
-            let mut ann = Ann::load_or_build(path, &self.index, AnnParams::default(), |_| {})?;
-            if let Some(ef) = self.ef {
-                ann.set_expansion_search(ef);
-            }
-            self.ann = Some(ann);
-            return Ok(());
-        }
-        ann.catch_up(&self.index, before.2)
-    }
-}
-
-/// What the handlers share: the model, the index (and the file adds go to), the limits, the
-/// request metrics, and the search batcher.
+/// What the handlers share: the model, the store, the limits, the request metrics, and the
+/// search batcher.
 pub struct AppState {
     embedder: Embedder,
-    served: RwLock<Served>,
-    index_path: Option<PathBuf>,
+    store: Box<dyn Store>,
     options: ServeOptions,
     metrics: Metrics,
     batcher: Option<mpsc::SyncSender<Job>>,
@@ -123,16 +82,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// A server's state. Adds are written to `index_path`; without one (a cached corpus index)
-    /// they are refused. With a batch window, starts the batching workers.
-    pub fn new(embedder: Embedder, index: Index, ann: Option<Ann>, index_path: Option<PathBuf>, options: ServeOptions) -> Arc<Self> {
+    /// A server's state over `store` (a local index, or a Milvus collection). With a batch
+    /// window, starts the batching workers.
+    pub fn new(embedder: Embedder, store: Box<dyn Store>, options: ServeOptions) -> Arc<Self> {
         let window = options.batch_window;
         let (tx, rx) = mpsc::sync_channel(QUEUE);
-        let ef = options.ef;
         let state = Arc::new(Self {
             embedder,
-            served: RwLock::new(Served { index, ann, ef }),
-            index_path,
+            store,
             options,
             metrics: Metrics::default(),
             batcher: (!window.is_zero()).then_some(tx),
@@ -265,10 +222,12 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-/// A library error: the request's fault (400) when the input cannot be used as asked, else 500.
-fn api(e: crate::RetrieveError) -> ApiError {
+/// A library error: the request's fault (400) when the input cannot be used as asked, 503 when
+/// the store cannot answer now (a Milvus server down), else 500.
+pub(crate) fn api(e: RetrieveError) -> ApiError {
     match e {
-        crate::RetrieveError::Invalid(msg) => ApiError::bad(msg),
+        RetrieveError::Invalid(msg) => ApiError::bad(msg),
+        e @ RetrieveError::Store { .. } => ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         other => internal(other),
     }
 }
@@ -312,8 +271,9 @@ async fn search(State(state): State<Arc<AppState>>, Json(req): Json<SearchReques
         let _permit = state.unbatched.acquire().await.map_err(internal)?;
         let state = state.clone();
         return blocking(move || {
-            let served = state.served.read().map_err(internal)?;
-            SearchReport::build(&state.embedder, &served.index, served.ann.as_ref(), &req.queries, req.k).map(axum::Json).map_err(api)
+            let texts: Vec<&str> = req.queries.iter().map(String::as_str).collect();
+            let qv = state.embedder.embed(&texts).map_err(|e| api(e.into()))?;
+            SearchReport::from_store(&state.embedder, &*state.store, &req.queries, &qv, req.k).map(axum::Json).map_err(api)
         })
         .await;
     };
@@ -405,33 +365,26 @@ impl AddItem {
     }
 }
 
-fn writable(state: &AppState) -> Result<PathBuf, ApiError> {
-    state.index_path.clone().ok_or_else(|| {
-        ApiError(StatusCode::CONFLICT, "this server searches a cached corpus; start it with --index FILE to add or remove items".into())
-    })
+fn writable(state: &AppState) -> Result<(), ApiError> {
+    if state.store.writable() {
+        return Ok(());
+    }
+    Err(ApiError(StatusCode::CONFLICT, "this server searches a cached corpus; start it with --index FILE to add or remove items".into()))
 }
 
 async fn add_items(State(state): State<Arc<AppState>>, Json(req): Json<AddRequest>) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let items: Vec<NewItem> = req.items.into_iter().map(AddItem::into_item).collect();
     let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
     check_batch("items", &texts, state.options.max_batch)?;
-    let path = writable(&state)?;
+    writable(&state)?;
     blocking(move || {
         let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
         let vectors = state.embedder.embed(&texts).map_err(|e| api(e.into()))?;
-        // One writer at a time across processes (the file's writers' lock, taken first so that
-        // waiting for another process never holds up searches) and in this process (the lock on
-        // the index); the records are synced before the answer.
-        let _lock = Index::lock(&path, |_| {}).map_err(internal)?;
-        let mut served = state.served.write().map_err(internal)?;
-        served.refresh(&path).map_err(internal)?;
-        let ids = served.index.append(&path, items, &vectors).map_err(api)?;
-        if let Some(ann) = &served.ann {
-            for (id, v) in ids.iter().zip(vectors.chunks(state.embedder.dim())) {
-                ann.add(*id, v).map_err(internal)?;
-            }
-        }
-        Ok(axum::Json(serde_json::json!({ "ids": ids, "total": served.index.len() })))
+        // The store serializes writers (a local index: its file's writers' lock, then its
+        // in-process lock) and answers once the items are durable and searchable.
+        let ids = state.store.add(items, &vectors).map_err(api)?;
+        let total = state.store.item_count().map_err(api)?;
+        Ok(axum::Json(serde_json::json!({ "ids": ids, "total": total })))
     })
     .await
 }
@@ -439,30 +392,27 @@ async fn add_items(State(state): State<Arc<AppState>>, Json(req): Json<AddReques
 /// `DELETE /items/{id}`.
 async fn delete_item(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let id: u64 = id.parse().map_err(|_| ApiError::bad(format!("item id {id:?} is not a non-negative integer")))?;
-    let path = writable(&state)?;
+    writable(&state)?;
     blocking(move || {
-        let _lock = Index::lock(&path, |_| {}).map_err(internal)?;
-        let mut served = state.served.write().map_err(internal)?;
-        served.refresh(&path).map_err(internal)?;
-        if served.index.delete(&path, &[id]).map_err(internal)?.is_empty() {
+        if state.store.delete(&[id]).map_err(api)?.is_empty() {
             return Err(ApiError(StatusCode::NOT_FOUND, format!("no item with id {id}")));
         }
-        if let Some(ann) = &served.ann {
-            ann.remove(id).map_err(internal)?;
-        }
-        Ok(axum::Json(serde_json::json!({ "removed": id, "total": served.index.len() })))
+        let total = state.store.item_count().map_err(api)?;
+        Ok(axum::Json(serde_json::json!({ "removed": id, "total": total })))
     })
     .await
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    // The index's lock may be held by a writer: wait for it off the async workers.
+    // A local index's lock may be held by a writer, and a remote store answers over the
+    // network: off the async workers.
     blocking(move || {
-        let served = state.served.read().map_err(internal)?;
+        let items = state.store.item_count().map_err(api)?;
         Ok(axum::Json(serde_json::json!({
             "status": "ok",
-            "items": served.index.len(),
-            "search": if served.ann.is_some() { "graph" } else { "exact" },
+            "items": items,
+            "search": state.store.search_kind(),
+            "store": state.store.location(),
             "model": state.embedder.package.dir.display().to_string(),
             "fingerprint": state.embedder.package.fingerprint,
         })))
