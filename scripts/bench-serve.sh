@@ -112,13 +112,4 @@ echo "== recall@10, graph against exact, over the held-out queries"
 mapfile -t Q < <(head -n 300 "$OUT/queries.txt")
 "$BIN/retrieve" search --index "$OUT/big.idx" --search exact -k 10 --json --quiet "${Q[@]}" > "$OUT/exact.json"
 "$BIN/retrieve" search --index "$OUT/big.idx" --search approx -k 10 --json --quiet "${Q[@]}" > "$OUT/approx.json"
-python3 - "$OUT/exact.json" "$OUT/approx.json" <<'PY'
-import json, sys
-e, a = (json.load(open(p)) for p in sys.argv[1:3])
-found = total = 0
-for qe, qa in zip(e["queries"], a["queries"]):
-    want = {h["id"] for h in qe["results"]}
-    found += len(want & {h["id"] for h in qa["results"]})
-    total += len(want)
-print(f"recall@10 = {found / total:.4f} over {len(e['queries'])} queries")
-PY
+python3 scripts/recall.py "$OUT/exact.json" "$OUT/approx.json" id
