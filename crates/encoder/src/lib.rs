@@ -3,57 +3,72 @@
 //! Text becomes token ids (the `tokenize` crate), ids become word vectors (an embedding table,
 //! optionally initialised from GloVe), and a length-masked LSTM reads them into one vector per
 //! sentence. The Siamese network is ONE such encoder applied to both sentences of a pair
-//! ([`TwinEncoder`]); an [`Energy`] compares the two vectors, and the [`loss`] functions
+//! (`TwinEncoder`); an [`Energy`] compares the two vectors, and the `loss` functions
 //! (contrastive, online contrastive, in-batch negatives, regression) train them.
 //! A trained model lives in a [`ModelPackage`] directory; an [`Embedder`] turns a package into a
-//! fast batch encoder for search and scoring. On the CPU backends the LSTM runs as one fused burn
-//! operation with a hand-written backward pass over host kernels, and inference skips tensors
-//! altogether ([`HostEncoder`]); on wgpu it runs as composed tensor ops.
+//! fast batch encoder for search and scoring.
+//!
+//! Inference on the CPU needs no tensor library: a package's weights are read into host buffers
+//! and [`HostEncoder`] runs the LSTM as plain loops over them (with [`HostHead`] for the verdict
+//! head). That is this crate without features, which is what `retrieve` builds by default, so
+//! its first build is short. The `burn` feature adds the burn model and what trains it (the
+//! ndarray and flex backends, where the LSTM is one fused operation with a hand-written
+//! backward pass over the same host kernels, and autodiff); `wgpu` adds the GPU backend, where
+//! the LSTM runs as composed tensor ops.
 //!
 //! The source is split by concern:
 //!
-//! - `model/`: the burn model and what trains it ([`model`]: encoder, LSTM, verdict head,
-//!   energies, losses, GloVe);
-//! - `cpu/`: host kernels for the CPU backends (the matrix product, the gate arithmetic, the
-//!   recurrence forward and backward, the fused burn operation, the host inference path);
-//! - `runtime/`: using a trained model ([`runtime`]: backend choice, model package, embedder).
+//! - `model/`: the model ([`model`]: the shapes stored in a package; with `burn`, the encoder,
+//!   LSTM, verdict head, energies, losses, GloVe);
+//! - `cpu/`: host kernels (the matrix product, the gate arithmetic, the recurrence forward and
+//!   backward, the fused burn operation, the host inference path and head);
+//! - `runtime/`: using a trained model ([`runtime`]: backend choice, model package and its
+//!   weights, embedder).
 //!
 //! The modules of `model/` and `runtime/` are also reachable at the crate root
-//! (`encoder::loss`, `encoder::package`, ...), and the most used items are re-exported here.
+//! (`encoder::energy`, `encoder::package`, ...), and the most used items are re-exported here.
 //!
 //! ```
-//! use encoder::{Backend, BatchTensors, Energy, EncoderConfig};
-//! use tokenize::{VocabOptions, WordTokenizer};
+//! use encoder::{Embedder, ModelPackage};
 //!
-//! let tok = WordTokenizer::build(["how do i learn rust", "how to learn rust"], &VocabOptions::default(), &[]).unwrap();
-//! let device = Backend::Flex.device();
-//! let encoder = EncoderConfig::new(tok.vocab_size()).with_d_hidden(16).init(&device);
-//! let batch = tok.encode_batch(&["how do i learn rust", "how to learn rust"]).unwrap();
-//! let vectors = encoder.forward(BatchTensors::new(&batch, &device));
-//! assert_eq!(vectors.dims(), [2, 16]);
-//! let d = Energy::Euclidean.distance(vectors.clone().slice([0..1, 0..16]), vectors.slice([1..2, 0..16]));
-//! assert!(d.into_scalar::<f32>() < 2.0); // unit vectors are at most 2 apart
+//! // The model shipped in the repository, loaded and run without burn.
+//! let package = ModelPackage::load(std::path::Path::new("../../models/quora")).unwrap();
+//! let embedder = Embedder::new(package);
+//! let vectors = embedder.embed(&["How do I learn Rust?", "What is the best way to learn Rust?"]).unwrap();
+//! let d = embedder.dim();
+//! assert_eq!(vectors.len(), 2 * d);
+//! let distance = embedder.package.config.energy.distance_host(&vectors[..d], &vectors[d..]);
+//! assert!((0.0..=2.0).contains(&distance)); // cosine distance
 //! ```
 
 mod cpu;
 pub mod model;
 pub mod runtime;
 
-pub use model::{energy, glove, head, loss, lstm};
+pub use model::{config, energy};
+#[cfg(feature = "burn")]
+pub use model::{glove, head, loss, lstm};
 pub use runtime::{backend, embed, package};
 
 pub use backend::Backend;
 pub use cpu::gemm::matmul;
+pub use cpu::head::HostHead;
 pub use cpu::host::HostEncoder;
 pub use embed::Embedder;
 pub use energy::Energy;
+#[cfg(feature = "burn")]
 pub use glove::{Coverage, Glove};
-pub use head::{verdict_loss, VerdictHead, VerdictHeadConfig};
+#[cfg(feature = "burn")]
+pub use head::{verdict_loss, VerdictHead};
+#[cfg(feature = "burn")]
 pub use loss::{
     contrastive_loss, in_batch_negatives_loss, online_contrastive_loss, projection_distill_loss, regression_loss, similarity_distill_loss,
 };
+#[cfg(feature = "burn")]
 pub use lstm::{MaskedLstm, MaskedLstmConfig};
-pub use model::{l2_normalize, BatchTensors, EncoderConfig, Pooling, SentenceEncoder, TwinEncoder};
+#[cfg(feature = "burn")]
+pub use model::{l2_normalize, BatchTensors, SentenceEncoder, TwinEncoder};
+pub use model::{EncoderConfig, Pooling, VerdictHeadConfig};
 pub use package::{ModelPackage, PackageConfig, SearchFlag};
 
 use std::path::{Path, PathBuf};

@@ -4,6 +4,9 @@
 //! (`apt-get install mesa-vulkan-drivers`) provides one, and `.ci/run` installs it. Outside CI a
 //! machine without any adapter leaves wgpu out with a message; under CI it must run.
 
+// These tests write packages, which takes the burn model.
+#![cfg(feature = "burn")]
+
 use burn::module::Module;
 use encoder::{Backend, BatchTensors, EncoderConfig, Pooling};
 use tokenize::Batch;

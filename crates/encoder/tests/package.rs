@@ -1,5 +1,8 @@
 //! A saved package reloads to identical outputs; broken packages give clear errors.
 
+// These tests write packages, which takes the burn model.
+#![cfg(feature = "burn")]
+
 use std::path::Path;
 
 use encoder::{Backend, Embedder, EncoderConfig, Energy, ModelPackage, PackageConfig, SearchFlag, VerdictHeadConfig};
@@ -36,18 +39,24 @@ fn saved_package_reloads_to_identical_outputs() {
     let dir = tmp.path().join("pkg");
     sample(&dir);
     let device = Backend::Flex.device();
-    let first = ModelPackage::load(&dir, &device).unwrap();
+    let first = ModelPackage::load(&dir).unwrap();
     assert_eq!(first.threshold, 0.8);
-    let enc0 = first.encoder.clone();
+    let enc0 = first.encoder_module(&device).unwrap();
     let fp = first.fingerprint.clone();
-    let a = Embedder::new(first, device.clone()).embed(&TEXTS).unwrap();
+    let a = Embedder::new(first).embed(&TEXTS).unwrap();
+    // The host encoder read from the file gives the burn model's vectors.
+    let tok = &ModelPackage::load(&dir).unwrap().tokenizer;
+    let batch = tok.encode_batch(&TEXTS).unwrap();
+    let want = enc0.forward(encoder::BatchTensors::new(&batch, &device)).into_data().try_into_vec::<f32>().unwrap();
+    assert_eq!(a.len(), want.len());
+    assert!(a.iter().zip(&want).all(|(x, y)| (x - y).abs() < 1e-5), "{a:?} vs {want:?}");
     // Save what was loaded, load again: same vectors bit for bit, same fingerprint.
     let again = tmp.path().join("pkg2");
-    let p = ModelPackage::load(&dir, &device).unwrap();
+    let p = ModelPackage::load(&dir).unwrap();
     ModelPackage::save(&again, &p.config, &p.tokenizer, &enc0, None, &p.metrics).unwrap();
-    let second = ModelPackage::load(&again, &device).unwrap();
+    let second = ModelPackage::load(&again).unwrap();
     assert_eq!(second.fingerprint, fp);
-    let b = Embedder::new(second, device).embed(&TEXTS).unwrap();
+    let b = Embedder::new(second).embed(&TEXTS).unwrap();
     assert_eq!(a, b);
     // Saving over an existing package replaces it and leaves no temporary directory behind.
     sample(&dir);
@@ -61,7 +70,8 @@ fn a_verdict_head_round_trips_and_its_absence_or_damage_is_named() {
     let dir = tmp.path().join("pkg");
     let (mut config, tok) = sample(&dir);
     let device = Backend::Flex.device();
-    let plain = ModelPackage::load(&dir, &device).unwrap();
+    let plain = ModelPackage::load(&dir).unwrap();
+    let plain_encoder = plain.encoder_module(&device).unwrap();
     assert!(plain.head.is_none());
     // An older package's config.json has no "head" key and still reads the same.
     let json = std::fs::read_to_string(dir.join("config.json")).unwrap();
@@ -72,11 +82,11 @@ fn a_verdict_head_round_trips_and_its_absence_or_damage_is_named() {
     let metrics = serde_json::json!({"threshold": 0.8, "head_threshold": 0.6});
     // A head without its threshold, or a config that does not describe it, is refused.
     let no_t = serde_json::json!({"threshold": 0.8});
-    assert!(ModelPackage::save(&dir, &config, &tok, &plain.encoder, Some(&head), &no_t).is_err());
-    assert!(ModelPackage::save(&dir, &plain.config, &tok, &plain.encoder, Some(&head), &metrics).is_err());
-    ModelPackage::save(&dir, &config, &tok, &plain.encoder, Some(&head), &metrics).unwrap();
+    assert!(ModelPackage::save(&dir, &config, &tok, &plain_encoder, Some(&head), &no_t).is_err());
+    assert!(ModelPackage::save(&dir, &plain.config, &tok, &plain_encoder, Some(&head), &metrics).is_err());
+    ModelPackage::save(&dir, &config, &tok, &plain_encoder, Some(&head), &metrics).unwrap();
 
-    let loaded = ModelPackage::load(&dir, &device).unwrap();
+    let loaded = ModelPackage::load(&dir).unwrap();
     let (h, t) = loaded.head.as_ref().expect("head loaded");
     assert_eq!(*t, 0.6);
     let a: Vec<f32> = (0..24).map(|i| (i as f32 * 0.37).sin()).collect();
@@ -84,14 +94,19 @@ fn a_verdict_head_round_trips_and_its_absence_or_damage_is_named() {
     let d = config.encoder.d_output();
     let n = a.len() / d;
     let pair = |i: usize| (&a[i * d..(i + 1) * d], &b[i * d..(i + 1) * d]);
-    assert_eq!(h.probabilities(n, pair, &device), head.probabilities(n, pair, &device));
+    // The host head read from head.bpk gives the burn head's probabilities, and the burn module
+    // rebuilt from the package is the saved one exactly.
+    let want = head.probabilities(n, pair, &device);
+    let got = h.probabilities(n, pair);
+    assert!(got.iter().zip(&want).all(|(x, y)| (x - y).abs() < 1e-6), "{got:?} vs {want:?}");
+    assert_eq!(loaded.head_module(&device).unwrap().unwrap().probabilities(n, pair, &device), want);
 
     std::fs::remove_file(dir.join("head.bpk")).unwrap();
     let e = load_err(&dir);
     assert!(e.contains("head.bpk"), "{e}");
 
     std::fs::remove_dir_all(&dir).unwrap();
-    ModelPackage::save(&dir, &config, &tok, &plain.encoder, Some(&head), &metrics).unwrap();
+    ModelPackage::save(&dir, &config, &tok, &plain_encoder, Some(&head), &metrics).unwrap();
     std::fs::remove_file(dir.join("checksums.json")).unwrap();
     config.head = Some(VerdictHeadConfig::new(config.encoder.d_output() + 1));
     std::fs::write(dir.join("config.json"), serde_json::to_vec(&config).unwrap()).unwrap();
@@ -100,7 +115,7 @@ fn a_verdict_head_round_trips_and_its_absence_or_damage_is_named() {
 }
 
 fn load_err(dir: &Path) -> String {
-    ModelPackage::load(dir, &Backend::Flex.device()).unwrap_err().to_string()
+    ModelPackage::load(dir).unwrap_err().to_string()
 }
 
 #[test]
@@ -183,9 +198,9 @@ fn flipped_bytes_are_caught_by_the_checksums_and_old_packages_still_load() {
     }
     // A package written before checksums existed loads as it did.
     sample(&dir);
-    let fingerprint = ModelPackage::load(&dir, &Backend::Flex.device()).unwrap().fingerprint;
+    let fingerprint = ModelPackage::load(&dir).unwrap().fingerprint;
     std::fs::remove_file(dir.join("checksums.json")).unwrap();
-    assert_eq!(ModelPackage::load(&dir, &Backend::Flex.device()).unwrap().fingerprint, fingerprint);
+    assert_eq!(ModelPackage::load(&dir).unwrap().fingerprint, fingerprint);
 }
 
 #[test]
@@ -250,7 +265,7 @@ fn saving_replaces_a_package_and_nothing_else() {
     std::fs::remove_file(pkg.join("notes.txt")).unwrap();
     let metrics = serde_json::json!({"threshold": 0.25});
     ModelPackage::save(&pkg, &config, &tok, &enc, None, &metrics).unwrap();
-    assert_eq!(ModelPackage::load(&pkg, &device).unwrap().threshold, 0.25);
+    assert_eq!(ModelPackage::load(&pkg).unwrap().threshold, 0.25);
     let names: Vec<String> =
         std::fs::read_dir(tmp.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     assert!(names.iter().all(|n| !n.starts_with(fsio::TEMP_PREFIX)), "{names:?}");
@@ -261,7 +276,8 @@ fn a_search_threshold_round_trips_and_older_packages_fall_back_to_the_pair_verdi
     let tmp = tempfile::tempdir().unwrap();
     let (config, tok) = sample(&tmp.path().join("plain"));
     let device = Backend::Flex.device();
-    let plain = ModelPackage::load(&tmp.path().join("plain"), &device).unwrap();
+    let plain = ModelPackage::load(&tmp.path().join("plain")).unwrap();
+    let plain_encoder = plain.encoder_module(&device).unwrap();
     // No search threshold: search judges exactly as the pair verdict.
     assert_eq!(plain.search_threshold, None);
     for d in [0.1, 0.7, 0.9, 1.3] {
@@ -271,8 +287,8 @@ fn a_search_threshold_round_trips_and_older_packages_fall_back_to_the_pair_verdi
 
     let dir = tmp.path().join("calibrated");
     let metrics = serde_json::json!({"threshold": 0.8, "search_threshold": 0.9});
-    ModelPackage::save(&dir, &config, &tok, &plain.encoder, None, &metrics).unwrap();
-    let p = ModelPackage::load(&dir, &device).unwrap();
+    ModelPackage::save(&dir, &config, &tok, &plain_encoder, None, &metrics).unwrap();
+    let p = ModelPackage::load(&dir).unwrap();
     assert_eq!(p.search_threshold, Some(0.9));
     assert_eq!(p.search_similarity_threshold(), Some(0.9));
     // Euclidean on unit vectors: similarity = 1 − d²/2, so the nearer distance clears the
@@ -283,7 +299,7 @@ fn a_search_threshold_round_trips_and_older_packages_fall_back_to_the_pair_verdi
 
     // A search threshold that is not a number is refused on save and named on load.
     let bad = serde_json::json!({"threshold": 0.8, "search_threshold": "high"});
-    assert!(ModelPackage::save(&tmp.path().join("bad"), &config, &tok, &plain.encoder, None, &bad).is_err());
+    assert!(ModelPackage::save(&tmp.path().join("bad"), &config, &tok, &plain_encoder, None, &bad).is_err());
     std::fs::remove_file(dir.join("checksums.json")).unwrap();
     std::fs::write(dir.join("metrics.json"), serde_json::to_vec(&bad).unwrap()).unwrap();
     let e = load_err(&dir);
@@ -296,20 +312,19 @@ fn updating_metrics_keeps_every_other_byte_and_the_fingerprint() {
     let dir = tmp.path().join("pkg");
     sample(&dir);
     std::fs::write(dir.join("training.svg"), "<svg/>").unwrap();
-    let device = Backend::Flex.device();
-    let before = ModelPackage::load(&dir, &device).unwrap();
+    let before = ModelPackage::load(&dir).unwrap();
     let weights = std::fs::read(dir.join("model.bpk")).unwrap();
     let mut metrics = before.metrics.clone();
     metrics["search_threshold"] = serde_json::json!(0.93);
     before.update_metrics(&metrics).unwrap();
-    let after = ModelPackage::load(&dir, &device).unwrap();
+    let after = ModelPackage::load(&dir).unwrap();
     assert_eq!(after.search_threshold, Some(0.93));
     assert_eq!(after.fingerprint, before.fingerprint);
     assert_eq!(std::fs::read(dir.join("model.bpk")).unwrap(), weights);
     assert_eq!(std::fs::read_to_string(dir.join("training.svg")).unwrap(), "<svg/>");
     // Metrics without a threshold are refused, and the package is unchanged.
     assert!(after.update_metrics(&serde_json::json!({"search_threshold": 0.5})).is_err());
-    assert_eq!(ModelPackage::load(&dir, &device).unwrap().search_threshold, Some(0.93));
+    assert_eq!(ModelPackage::load(&dir).unwrap().search_threshold, Some(0.93));
 }
 
 #[test]
@@ -317,16 +332,17 @@ fn a_package_with_a_head_may_flag_search_hits_by_similarity() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut config, tok) = sample(&tmp.path().join("plain"));
     let device = Backend::Flex.device();
-    let plain = ModelPackage::load(&tmp.path().join("plain"), &device).unwrap();
+    let plain = ModelPackage::load(&tmp.path().join("plain")).unwrap();
+    let plain_encoder = plain.encoder_module(&device).unwrap();
     config.head = Some(VerdictHeadConfig::new(config.encoder.d_output()).with_d_hidden(5));
     let head = config.head.as_ref().unwrap().init(&device);
     let save = |name: &str, metrics: serde_json::Value| {
         let dir = tmp.path().join(name);
-        ModelPackage::save(&dir, &config, &tok, &plain.encoder, Some(&head), &metrics).map(|_| dir)
+        ModelPackage::save(&dir, &config, &tok, &plain_encoder, Some(&head), &metrics).map(|_| dir)
     };
     // Without a flag, a head package flags search hits by the head's probability.
     let dir = save("by-head", serde_json::json!({"threshold": 0.8, "head_threshold": 0.6, "search_threshold": 0.95})).unwrap();
-    let p = ModelPackage::load(&dir, &device).unwrap();
+    let p = ModelPackage::load(&dir).unwrap();
     assert_eq!(
         (p.search_flag, p.search_probability_threshold(), p.search_similarity_threshold()),
         (SearchFlag::HeadProbability, Some(0.95), None)
@@ -335,7 +351,7 @@ fn a_package_with_a_head_may_flag_search_hits_by_similarity() {
     // With "similarity", the same threshold applies to the similarity and the head is ignored
     // in search (Euclidean on unit vectors: similarity = 1 − d²/2), but still judges pairs.
     let metrics = serde_json::json!({"threshold": 0.8, "head_threshold": 0.6, "search_threshold": 0.95, "search_flag": "similarity"});
-    let p = ModelPackage::load(&save("by-similarity", metrics).unwrap(), &device).unwrap();
+    let p = ModelPackage::load(&save("by-similarity", metrics).unwrap()).unwrap();
     assert_eq!(
         (p.search_flag, p.search_probability_threshold(), p.search_similarity_threshold()),
         (SearchFlag::Similarity, None, Some(0.95))

@@ -74,7 +74,8 @@ struct Common {
     /// score's pairs with its verdict head].
     #[arg(long, global = true, env = "TWIN_MODEL")]
     model: Option<PathBuf>,
-    /// Compute backend: ndarray, flex or wgpu.
+    /// Compute backend: ndarray, flex or wgpu. ndarray and flex both encode on the CPU with the
+    /// same host code; wgpu needs a build with `--features wgpu`.
     #[arg(long, global = true, default_value = "flex")]
     backend: Backend,
     /// Machine-readable JSON output.
@@ -310,9 +311,8 @@ fn lock_index(path: &Path) -> retrieve::Result<fsio::WriterLock> {
 }
 
 fn load_embedder(common: &Common) -> anyhow::Result<Embedder> {
-    let device = common.backend.try_device().map_err(anyhow::Error::msg)?;
-    let package = ModelPackage::load(&locate(&model_for(common.model.as_deref())), &device)?;
-    Ok(Embedder::new(package, device))
+    let package = ModelPackage::load(&locate(&model_for(common.model.as_deref())))?;
+    Embedder::for_backend(package, common.backend).map_err(anyhow::Error::msg)
 }
 
 fn main() -> ExitCode {
@@ -853,7 +853,7 @@ mod tests {
         // The default is a real package of this repository, with a verdict head for score and
         // a search threshold for search.
         let dir = locate(&model_for(None));
-        let package = ModelPackage::load(&dir, &Backend::Flex.device()).unwrap();
+        let package = ModelPackage::load(&dir).unwrap();
         assert!(package.head.is_some() && package.search_threshold.is_some(), "{}", dir.display());
     }
 }

@@ -21,8 +21,7 @@ fn search_returns_the_same_top_k_as_the_naive_reference() {
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     let got: Vec<&str> = json["queries"][0]["results"].as_array().unwrap().iter().map(|r| r["sentence"].as_str().unwrap()).collect();
 
-    let device = Backend::Flex.device();
-    let embedder = Embedder::new(ModelPackage::load(&model, &device).unwrap(), device);
+    let embedder = Embedder::new(ModelPackage::load(&model).unwrap());
     let q = embedder.embed(&[query]).unwrap();
     let (vectors, rows) = index.live_vectors();
     let want: Vec<&str> = top_k_naive(&vectors, index.dim(), &q, 6).iter().map(|h| index.sentence(rows[h.index])).collect();
@@ -136,7 +135,7 @@ fn default_corpus_is_indexed_once_and_rebuilt_when_it_changes() {
     // Another model: rebuilt again.
     let other = tiny_package(tmp.path(), 6, 16);
     ok(&retrieve(&["tallest tree", "--corpus", s(&corpus), "--model", s(&other)]));
-    let fp = ModelPackage::load(&other, &Backend::Flex.device()).unwrap().fingerprint;
+    let fp = ModelPackage::load(&other).unwrap().fingerprint;
     assert_eq!(Index::read_header(&cache).unwrap().fingerprint, fp);
 }
 
@@ -217,11 +216,11 @@ fn search_flags_hits_with_the_package_search_threshold() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tiny_package(tmp.path(), 12, 16);
     let device = Backend::Flex.device();
-    let pkg = ModelPackage::load(&model, &device).unwrap();
+    let pkg = ModelPackage::load(&model).unwrap();
     // The same weights, with a search threshold that flags every hit.
     let lenient = tmp.path().join("lenient");
     let metrics = serde_json::json!({"threshold": pkg.threshold, "search_threshold": -1.0});
-    ModelPackage::save(&lenient, &pkg.config, &pkg.tokenizer, &pkg.encoder, None, &metrics).unwrap();
+    ModelPackage::save(&lenient, &pkg.config, &pkg.tokenizer, &pkg.encoder_module(&device).unwrap(), None, &metrics).unwrap();
     let idx = tmp.path().join("s.idx");
     ok(&retrieve(&["index", s(&fixtures().join("sentences.txt")), "--index", s(&idx), "--model", s(&model)]));
     let flags = |model: &std::path::Path| -> (Vec<bool>, serde_json::Value) {

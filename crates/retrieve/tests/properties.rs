@@ -8,7 +8,7 @@ mod common;
 use std::sync::OnceLock;
 
 use common::*;
-use encoder::{Backend, Embedder, ModelPackage};
+use encoder::{Embedder, ModelPackage};
 use proptest::prelude::*;
 use retrieve::score::{score_csv, Layout, ScoreOptions};
 use retrieve::Index;
@@ -27,8 +27,7 @@ fn embedder() -> &'static Embedder {
     &E.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let model = tiny_package(dir.path(), 11, 8);
-        let device = Backend::Flex.device();
-        let e = Embedder::new(ModelPackage::load(&model, &device).unwrap(), device);
+        let e = Embedder::new(ModelPackage::load(&model).unwrap());
         (dir, e)
     })
     .1

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use encoder::{Backend, Embedder, ModelPackage};
+use encoder::{Embedder, ModelPackage};
 use retrieve::{Ann, AnnParams, Index};
 
 fn repo() -> PathBuf {
@@ -59,8 +59,7 @@ fn graph_search_recalls_exact_search() {
     let queries: Vec<&str> = queries.iter().map(|(_, q)| q.as_str()).collect();
     assert!(sentences.len() > 15_000, "{}", sentences.len());
 
-    let device = Backend::Flex.device();
-    let embedder = Embedder::new(ModelPackage::load(&repo().join("models/quora"), &device).unwrap(), device);
+    let embedder = Embedder::new(ModelPackage::load(&repo().join("models/quora")).unwrap());
     let texts: Vec<&str> = sentences.iter().map(String::as_str).collect();
     let vectors = embedder.embed(&texts).unwrap();
     let mut index = Index::new(&embedder.package.fingerprint, embedder.dim());

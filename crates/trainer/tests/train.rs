@@ -30,7 +30,7 @@ fn loss_falls_and_the_package_works() {
     assert_eq!(report.valid_pairs, 10);
 
     let device = Backend::Flex.device();
-    let package = ModelPackage::load(&out.path().join("model"), &device).unwrap();
+    let package = ModelPackage::load(&out.path().join("model")).unwrap();
     assert_eq!(package.threshold, report.threshold);
     assert_eq!(package.metrics["best_epoch"].as_u64(), Some(report.best_epoch as u64));
     // Evaluating on the data it learned from at the stored threshold beats chance.
@@ -80,11 +80,12 @@ fn frozen_embeddings_stay_at_their_initial_values() {
     let run = TrainRun { progress: false, output: Some(out.path().join("m")) };
     trainer::train(&cfg, &dirs(), &run).unwrap();
     let device = Backend::Flex.device();
-    let package = ModelPackage::load(&out.path().join("m"), &device).unwrap();
+    let package = ModelPackage::load(&out.path().join("m")).unwrap();
     let fresh = package.config.encoder.init(&device);
     let table = |w: &burn::module::Param<burn::Tensor<2>>| w.val().into_data().try_into_vec::<f32>().unwrap();
-    assert_eq!(table(&package.encoder.embedding.weight), table(&fresh.embedding.weight));
-    assert_ne!(table(&package.encoder.forward_lstm.w_hidden), table(&fresh.forward_lstm.w_hidden), "the LSTM still trains");
+    let encoder = package.encoder_module(&device).unwrap();
+    assert_eq!(table(&encoder.embedding.weight), table(&fresh.embedding.weight));
+    assert_ne!(table(&encoder.forward_lstm.w_hidden), table(&fresh.forward_lstm.w_hidden), "the LSTM still trains");
 }
 
 #[test]
@@ -124,7 +125,7 @@ fn a_verdict_loss_trains_ships_and_judges_with_a_head() {
     assert_eq!(report.head_threshold, Some(best_head.threshold));
 
     let device = Backend::Flex.device();
-    let package = ModelPackage::load(&out.path().join("m"), &device).unwrap();
+    let package = ModelPackage::load(&out.path().join("m")).unwrap();
     let (_, t) = package.head.as_ref().expect("the package ships the head");
     assert_eq!(Some(*t), report.head_threshold);
     assert_eq!(package.config.head.as_ref().unwrap().d_hidden, 16);
@@ -166,7 +167,7 @@ fn malstm_regression_on_graded_scores_reports_correlations() {
     assert!(report.best.retrieval.is_none());
     // The package scores graded data on the 0-5 scale: MSE is bounded by the range.
     let device = Backend::Flex.device();
-    let package = ModelPackage::load(&out.path().join("m"), &device).unwrap();
+    let package = ModelPackage::load(&out.path().join("m")).unwrap();
     let pairs = trainer::load_scaled(&fixtures().join("graded.csv"), data::PairFormat::Csv, None, (0.0, 5.0), false).unwrap();
     assert!(pairs.iter().all(|p| (0.0..=1.0).contains(&p.label)));
     let r = trainer::evaluate(&package, &pairs, &EvalOptions { graded_range: Some((0.0, 5.0)), ..Default::default() }, &device).unwrap();
@@ -183,7 +184,7 @@ fn fine_tuning_starts_from_the_pretrained_package() {
     let pre = out.path().join("pre");
     trainer::train(&graded(), &dirs(), &TrainRun { progress: false, output: Some(pre.clone()) }).unwrap();
     let device = Backend::Flex.device();
-    let pretrained = ModelPackage::load(&pre, &device).unwrap();
+    let pretrained = ModelPackage::load(&pre).unwrap();
 
     let mut cfg = tiny();
     cfg.model.init = Some(pre.clone());
@@ -191,11 +192,11 @@ fn fine_tuning_starts_from_the_pretrained_package() {
     cfg.train.epochs = 1;
     let tuned_dir = out.path().join("tuned");
     trainer::train(&cfg, &dirs(), &TrainRun { progress: false, output: Some(tuned_dir.clone()) }).unwrap();
-    let tuned = ModelPackage::load(&tuned_dir, &device).unwrap();
+    let tuned = ModelPackage::load(&tuned_dir).unwrap();
     assert_eq!(tuned.config.encoder.vocab_size, pretrained.config.encoder.vocab_size);
     assert_eq!(tuned.config.encoder.d_hidden, 16);
     assert_eq!(tuned.tokenizer.vocab_size(), pretrained.tokenizer.vocab_size());
-    let w = |p: &ModelPackage| p.encoder.forward_lstm.w_hidden.val().into_data().try_into_vec::<f32>().unwrap();
+    let w = |p: &ModelPackage| p.encoder_module(&device).unwrap().forward_lstm.w_hidden.val().into_data().try_into_vec::<f32>().unwrap();
     let (a, b) = (w(&pretrained), w(&tuned));
     assert_ne!(a, b, "fine-tuning changed the weights");
     // ...starting from the pre-trained ones, not from a fresh initialisation: one epoch moves
@@ -246,7 +247,7 @@ fn distillation_pretrains_towards_the_teacher_then_trains_on_pairs() {
     let loss = |e: usize| report.epochs[e].train_loss;
     assert!(loss(7) < 0.6 * loss(0), "distillation loss did not fall: {} -> {}", loss(0), loss(7));
     // The package is the student alone: it loads without the projection.
-    let package = ModelPackage::load(&dir.path().join("m"), &Backend::Flex.device()).unwrap();
+    let package = ModelPackage::load(&dir.path().join("m")).unwrap();
     assert_eq!(package.encoder.d_output(), 16);
     // Targets of other sentences are refused before training.
     std::fs::write(dir.path().join("s.txt"), "one line\n").unwrap();
@@ -264,7 +265,7 @@ fn the_reporting_part_is_split_off_and_never_trained_on() {
     let dir = tempfile::tempdir().unwrap();
     let report = trainer::train(&cfg, &dirs(), &TrainRun { progress: false, output: Some(dir.path().join("m")) }).unwrap();
     assert_eq!((report.train_pairs, report.valid_pairs), (26, 8));
-    let package = ModelPackage::load(&dir.path().join("m"), &Backend::Flex.device()).unwrap();
+    let package = ModelPackage::load(&dir.path().join("m")).unwrap();
     let (select, _, _) = trainer::heldout_pairs(&package, &dirs(), trainer::HeldoutPart::Selection).unwrap();
     let (reporting, corpus, _) = trainer::heldout_pairs(&package, &dirs(), trainer::HeldoutPart::Report).unwrap();
     assert_eq!((select.len(), reporting.len(), corpus.len()), (8, 6, 80));
@@ -277,7 +278,7 @@ fn the_reporting_part_is_split_off_and_never_trained_on() {
     cfg.data.report_size = 0;
     let m2 = dir.path().join("m2");
     trainer::train(&cfg, &dirs(), &TrainRun { progress: false, output: Some(m2.clone()) }).unwrap();
-    let old = ModelPackage::load(&m2, &Backend::Flex.device()).unwrap();
+    let old = ModelPackage::load(&m2).unwrap();
     let e = trainer::heldout_pairs(&old, &dirs(), trainer::HeldoutPart::Report).unwrap_err().to_string();
     assert!(e.contains("report_size"), "{e}");
 }

@@ -11,7 +11,11 @@ use std::sync::OnceLock;
 
 use super::gemm::matmul;
 use super::recurrence::{self, Packing};
-use crate::model::{Pooling, SentenceEncoder};
+use crate::model::config::{EncoderConfig, Pooling};
+#[cfg(feature = "burn")]
+use crate::model::SentenceEncoder;
+use crate::runtime::weights::Weights;
+use crate::Result;
 
 /// Memory allowed for the per-word input projections of [`HostEncoder::precompute_projections`]:
 /// 8 MiB is the 4k most frequent words of a one-way LSTM with h = 128, or 1k of a bidirectional
@@ -43,12 +47,33 @@ pub struct HostEncoder {
     projected: OnceLock<Vec<Vec<f32>>>,
 }
 
+#[cfg(feature = "burn")]
 fn host<const D: usize>(t: burn::prelude::Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default()
 }
 
 impl HostEncoder {
+    /// Takes the encoder's tensors from a `model.bpk` (`embedding.weight`, then per direction
+    /// `forward_lstm.` / `backward_lstm.` `w_input`, `w_hidden`, `bias`), each checked against
+    /// the shape `config` implies.
+    pub(crate) fn from_weights(config: &EncoderConfig, weights: &mut Weights) -> Result<Self> {
+        let (d, h) = (config.d_embed, config.d_hidden);
+        let table = weights.take("embedding.weight", &[config.vocab_size, d])?;
+        let mut directions = Vec::new();
+        for (name, reverse) in [("forward_lstm", false), ("backward_lstm", true)].into_iter().take(if config.bidirectional { 2 } else { 1 })
+        {
+            directions.push(Direction {
+                w_input: weights.take(&format!("{name}.w_input"), &[d, 4 * h])?,
+                w_hidden: weights.take(&format!("{name}.w_hidden"), &[h, 4 * h])?,
+                bias: weights.take(&format!("{name}.bias"), &[4 * h])?,
+                reverse,
+            });
+        }
+        Ok(Self { table, d, h, directions, pooling: config.pooling, normalize: config.normalize, projected: OnceLock::new() })
+    }
+
     /// Copies the weights of `encoder` (any backend) to the host.
+    #[cfg(feature = "burn")]
     pub fn new(encoder: &SentenceEncoder) -> Self {
         let table = host(encoder.embedding.weight.val());
         let [_, d] = encoder.embedding.weight.val().dims();
@@ -193,10 +218,10 @@ impl HostEncoder {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "burn"))]
 mod tests {
     use super::*;
-    use crate::model::{BatchTensors, EncoderConfig};
+    use crate::model::BatchTensors;
     use burn::prelude::*;
     use tokenize::Batch;
 

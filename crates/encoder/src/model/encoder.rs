@@ -1,73 +1,14 @@
 //! The sentence encoder and the twin built from it.
 
+use super::config::{EncoderConfig, Pooling};
+use super::lstm::{uniform, MaskedLstm, MaskedLstmConfig};
 use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig, Embedding};
 use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use serde::{Deserialize, Serialize};
-
-use super::lstm::{uniform, MaskedLstm, MaskedLstmConfig};
-
-/// How the per-step LSTM states become one sentence vector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Pooling {
-    /// The state after the last real token (for a BiLSTM: each direction's final state).
-    #[default]
-    Last,
-    /// The mean of the states over the real tokens.
-    Mean,
-    /// The element-wise maximum of the states over the real tokens.
-    Max,
-}
-
-impl std::str::FromStr for Pooling {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "last" => Ok(Pooling::Last),
-            "mean" => Ok(Pooling::Mean),
-            "max" => Ok(Pooling::Max),
-            other => Err(format!("unknown pooling {other:?} (expected last, mean or max)")),
-        }
-    }
-}
-
-/// Everything needed to rebuild a [`SentenceEncoder`]; stored in the package's `config.json`.
-#[derive(Config, Debug, PartialEq)]
-pub struct EncoderConfig {
-    /// Rows of the embedding table (the tokenizer's vocabulary size).
-    pub vocab_size: usize,
-    /// Size of a word vector.
-    #[config(default = 50)]
-    pub d_embed: usize,
-    /// Size of the LSTM state (per direction).
-    #[config(default = 128)]
-    pub d_hidden: usize,
-    /// Also read each sentence backwards and concatenate both directions.
-    #[config(default = false)]
-    pub bidirectional: bool,
-    /// How states become a sentence vector.
-    #[config(default = "Pooling::Last")]
-    pub pooling: Pooling,
-    /// Dropout on the word vectors during training.
-    #[config(default = 0.0)]
-    pub dropout: f64,
-    /// Scale sentence vectors to unit length, so that Euclidean distance and cosine agree.
-    #[config(default = true)]
-    pub normalize: bool,
-    /// Seed of the weight initialisation.
-    #[config(default = 42)]
-    pub seed: u64,
-}
 
 impl EncoderConfig {
-    /// Size of the sentence vectors this encoder produces.
-    pub fn d_output(&self) -> usize {
-        self.d_hidden * if self.bidirectional { 2 } else { 1 }
-    }
-
     /// A freshly initialised encoder: embeddings `N(0, 0.1²)`-like uniform, `[PAD]` row zero.
     pub fn init(&self, device: &Device) -> SentenceEncoder {
         let mut rng = StdRng::seed_from_u64(self.seed);

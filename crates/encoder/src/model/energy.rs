@@ -4,6 +4,7 @@
 //! loss and the decision threshold work on, and as a *similarity* (higher = more alike), which is
 //! what users see. The two are tied by [`Energy::similarity_from_distance`].
 
+#[cfg(feature = "burn")]
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +38,7 @@ const SQRT_EPS: f32 = 1e-12;
 
 impl Energy {
     /// Row-wise distance between `[B, d]` tensors, `[B]`.
+    #[cfg(feature = "burn")]
     pub fn distance(&self, a: Tensor<2>, b: Tensor<2>) -> Tensor<1> {
         let d: Tensor<2> = match self {
             Energy::Euclidean => (a - b).powi_scalar(2).sum_dim(1).add_scalar(SQRT_EPS).sqrt(),
@@ -54,6 +56,7 @@ impl Energy {
     /// Row-wise similarity, `[B]`, higher = more alike: cosine for the Euclidean and cosine
     /// energies (`1 − d²/2` is the cosine on unit vectors) and `exp(−‖a − b‖₁)` for Manhattan.
     /// The tensor form of [`Energy::similarity_from_distance`], which regression losses train.
+    #[cfg(feature = "burn")]
     pub fn similarity(&self, a: Tensor<2>, b: Tensor<2>) -> Tensor<1> {
         match self {
             Energy::Euclidean => self.distance(a, b).powi_scalar(2).mul_scalar(-0.5).add_scalar(1.0),
@@ -87,7 +90,7 @@ impl Energy {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "burn"))]
 mod tests {
     use super::*;
 

@@ -14,25 +14,8 @@ use burn::tensor::activation::{log_sigmoid, relu, sigmoid};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use super::config::VerdictHeadConfig;
 use super::lstm::uniform;
-
-/// Shape of a [`VerdictHead`]; stored in the package's `config.json`.
-#[derive(Config, Debug, PartialEq)]
-pub struct VerdictHeadConfig {
-    /// Width of one sentence vector (the encoder's output).
-    pub d_input: usize,
-    /// Width of the hidden layer.
-    #[config(default = 128)]
-    pub d_hidden: usize,
-    /// Seed of the weight initialisation.
-    #[config(default = 42)]
-    pub seed: u64,
-    /// Both vectors are multiplied by this before the features are formed. Unit vectors of
-    /// width d have coordinates near `1/√d`, so `√d` brings the features near 1, where freshly
-    /// initialised weights (`±1/√fan_in`) give useful logits from the first steps.
-    #[config(default = 1.0)]
-    pub input_scale: f64,
-}
 
 impl VerdictHeadConfig {
     /// A freshly initialised head, uniform in `±1/√fan_in` like PyTorch's `nn.Linear`, from a

@@ -1,5 +1,9 @@
 //! Run-time choice of the compute backend.
+//!
+//! Inference on ndarray and flex runs on the host ([`HostEncoder`](crate::HostEncoder)) in every
+//! build; their burn devices, used to train, come with the `burn` feature, and wgpu with `wgpu`.
 
+#[cfg(feature = "burn")]
 use burn::prelude::Device;
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +24,8 @@ impl Backend {
     /// Every backend, for tests and benchmarks that compare them.
     pub const ALL: [Backend; 3] = [Backend::Ndarray, Backend::Flex, Backend::Wgpu];
 
-    /// Whether this build includes the backend: the CPU backends always, wgpu with the crate's
+    /// Whether this build includes the backend: the CPU backends always (for inference, which
+    /// runs on the host; training on them needs the `burn` feature), wgpu with the crate's
     /// `wgpu` feature (on for the trainer and the bench, off for a plain `retrieve` build so that
     /// its first compile skips wgpu and CubeCL).
     pub fn built(self) -> bool {
@@ -33,6 +38,7 @@ impl Backend {
     /// For a backend this build does not include ([`Backend::built`]); [`Backend::try_device`]
     /// returns an error instead, and is what the binaries call.
     #[allow(deprecated)] // ndarray is deprecated upstream; the product keeps it on purpose
+    #[cfg(feature = "burn")]
     pub fn device(self) -> Device {
         match self {
             Backend::Ndarray => Device::ndarray(),
@@ -44,12 +50,13 @@ impl Backend {
         }
     }
 
-    const NOT_BUILT: &'static str =
+    pub(crate) const NOT_BUILT: &'static str =
         "this build has no wgpu backend: build it with the `wgpu` feature (e.g. `cargo run --release -p retrieve --features wgpu -- …`)";
 
     /// The device, after checking that this build has it and that it can run a kernel. wgpu
     /// without any usable adapter panics deep inside its runtime; this turns that into an error
     /// message instead.
+    #[cfg(feature = "burn")]
     pub fn try_device(self) -> Result<Device, String> {
         if !self.built() {
             return Err(Self::NOT_BUILT.to_string());
@@ -72,6 +79,7 @@ impl Backend {
     /// Whether tests must exercise this backend: always for the CPU backends, and for wgpu when
     /// an adapter exists or when running under CI (whose script installs lavapipe), so that a
     /// broken wgpu setup fails CI instead of being skipped.
+    #[cfg(feature = "burn")]
     pub fn required_in_tests(self) -> bool {
         self.built() && (self != Backend::Wgpu || std::env::var_os("CI").is_some() || self.try_device().is_ok())
     }

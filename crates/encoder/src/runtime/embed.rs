@@ -1,12 +1,13 @@
 //! Batched inference: sentences in, unit vectors out.
 
-use burn::module::Module;
+#[cfg(feature = "burn")]
 use burn::prelude::Device;
 use rayon::prelude::*;
 
+use super::backend::Backend;
 use super::package::ModelPackage;
 use crate::cpu::host::HostEncoder;
-use crate::model::head::VerdictHead;
+#[cfg(feature = "burn")]
 use crate::model::{BatchTensors, SentenceEncoder};
 use crate::Result;
 
@@ -18,28 +19,52 @@ pub const DEFAULT_BATCH: usize = 256;
 const PRECOMPUTE_FROM: usize = 2048;
 
 /// Encodes sentences with a loaded package, without autodiff, in length-sorted batches so that
-/// little work is wasted on padding.
+/// little work is wasted on padding. On the CPU this is the host encoder, which needs no burn;
+/// with the `burn` feature it can also run the burn module on another device (wgpu).
 #[derive(Debug)]
 pub struct Embedder {
     /// The package whose encoder and tokenizer are used.
     pub package: ModelPackage,
-    encoder: SentenceEncoder,
-    /// The weights copied to the host once, on the CPU backends.
-    host: Option<HostEncoder>,
-    /// The package's verdict head, on `device`.
-    head: Option<VerdictHead>,
-    device: Device,
+    /// The burn module and its device, when encoding off the host.
+    #[cfg(feature = "burn")]
+    device: Option<(SentenceEncoder, Device)>,
     batch_size: usize,
 }
 
 impl Embedder {
-    /// Prepares `package` for inference on `device`.
-    pub fn new(package: ModelPackage, device: Device) -> Self {
-        let device = device.without_autodiff();
-        let encoder = package.encoder.valid().to_device(&device);
-        let host = crate::cpu::lstm_op::supported(&device).then(|| HostEncoder::new(&encoder));
-        let head = package.head.as_ref().map(|(h, _)| h.valid().to_device(&device));
-        Self { package, encoder, host, head, device, batch_size: DEFAULT_BATCH }
+    /// Prepares `package` for inference on the host.
+    pub fn new(package: ModelPackage) -> Self {
+        Self {
+            package,
+            #[cfg(feature = "burn")]
+            device: None,
+            batch_size: DEFAULT_BATCH,
+        }
+    }
+
+    /// Prepares `package` for inference on `device`: on the host for the CPU backends (the same
+    /// numbers, without tensors), with the burn module elsewhere.
+    #[cfg(feature = "burn")]
+    pub fn on_device(package: ModelPackage, device: &Device) -> Result<Self> {
+        let device = device.clone().without_autodiff();
+        if crate::cpu::lstm_op::supported(&device) {
+            return Ok(Self::new(package));
+        }
+        let encoder = package.encoder_module(&device)?;
+        Ok(Self { package, device: Some((encoder, device)), batch_size: DEFAULT_BATCH })
+    }
+
+    /// Prepares `package` for `backend`, or says why this build or machine cannot run it:
+    /// ndarray and flex run on the host in every build, wgpu needs the `wgpu` feature and a
+    /// usable adapter.
+    pub fn for_backend(package: ModelPackage, backend: Backend) -> std::result::Result<Self, String> {
+        match backend {
+            Backend::Ndarray | Backend::Flex => Ok(Self::new(package)),
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu => Self::on_device(package, &backend.try_device()?).map_err(|e| e.to_string()),
+            #[cfg(not(feature = "wgpu"))]
+            Backend::Wgpu => Err(Backend::NOT_BUILT.to_string()),
+        }
     }
 
     /// Changes how many sentences go through the model at once.
@@ -49,17 +74,18 @@ impl Embedder {
     }
 
     /// The verdict head's probabilities that the two vectors of each of `n` pairs (vectors from
-    /// [`Embedder::embed`], see [`VerdictHead::probabilities`]) are duplicates, with the
-    /// probability from which the package calls a pair a duplicate; `None` for a package without
-    /// a head, whose verdict is the distance.
+    /// [`Embedder::embed`], see [`HostHead::probabilities`](crate::cpu::head::HostHead::probabilities))
+    /// are duplicates, with the probability from which the package calls a pair a duplicate;
+    /// `None` for a package without a head, whose verdict is the distance. Computed on the host
+    /// whatever the backend: a few small products per pair.
     pub fn head_probabilities<'a>(&self, n: usize, pair: impl Fn(usize) -> (&'a [f32], &'a [f32])) -> Option<(Vec<f32>, f64)> {
-        let (head, (_, threshold)) = (self.head.as_ref()?, self.package.head.as_ref()?);
-        Some((head.probabilities(n, pair, &self.device), *threshold))
+        let (head, threshold) = self.package.head.as_ref()?;
+        Some((head.probabilities(n, pair), *threshold))
     }
 
     /// Size of each vector.
     pub fn dim(&self) -> usize {
-        self.encoder.d_output()
+        self.package.encoder.d_output()
     }
 
     /// Vectors of `texts`, `texts.len() × dim()` values row-major, in input order.
@@ -69,13 +95,18 @@ impl Embedder {
 
     /// Like [`embed`](Self::embed), calling `progress(n)` after each batch of `n` sentences.
     pub fn embed_with_progress(&self, texts: &[&str], progress: impl FnMut(usize)) -> Result<Vec<f32>> {
-        encode(&self.encoder, self.host.as_ref(), &self.package.tokenizer, texts, &self.device, self.batch_size, progress)
+        #[cfg(feature = "burn")]
+        if let Some((encoder, device)) = &self.device {
+            return encode(Engine::Device(encoder, device), &self.package.tokenizer, texts, self.batch_size, progress);
+        }
+        encode(Engine::Host(&self.package.encoder), &self.package.tokenizer, texts, self.batch_size, progress)
     }
 }
 
 /// Vectors of `texts` with any encoder (e.g. one still in training, put in `valid()` mode by the
 /// caller): length-sorted batches of `batch_size`, results in input order, `progress(n)` after
 /// each batch.
+#[cfg(feature = "burn")]
 pub fn embed_texts(
     encoder: &SentenceEncoder,
     tokenizer: &tokenize::WordTokenizer,
@@ -85,23 +116,35 @@ pub fn embed_texts(
     progress: impl FnMut(usize),
 ) -> Result<Vec<f32>> {
     // On the CPU backends the whole encoder runs on the host, without tensors.
-    let host = crate::cpu::lstm_op::supported(device).then(|| HostEncoder::new(encoder));
-    encode(encoder, host.as_ref(), tokenizer, texts, device, batch_size, progress)
+    if crate::cpu::lstm_op::supported(device) {
+        let host = HostEncoder::new(encoder);
+        return encode(Engine::Host(&host), tokenizer, texts, batch_size, progress);
+    }
+    encode(Engine::Device(encoder, device), tokenizer, texts, batch_size, progress)
+}
+
+/// What runs the batches.
+enum Engine<'a> {
+    Host(&'a HostEncoder),
+    #[cfg(feature = "burn")]
+    Device(&'a SentenceEncoder, &'a Device),
 }
 
 fn encode(
-    encoder: &SentenceEncoder,
-    host: Option<&HostEncoder>,
+    engine: Engine<'_>,
     tokenizer: &tokenize::WordTokenizer,
     texts: &[&str],
-    device: &Device,
     batch_size: usize,
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<f32>> {
     let rows = tokenizer.encode_batch_rows(texts)?;
     let mut order: Vec<usize> = (0..texts.len()).collect();
     order.sort_by_key(|&i| rows[i].len());
-    let dim = encoder.d_output();
+    let dim = match &engine {
+        Engine::Host(host) => host.d_output(),
+        #[cfg(feature = "burn")]
+        Engine::Device(encoder, _) => encoder.d_output(),
+    };
     let mut out = vec![0f32; texts.len() * dim];
     let chunks: Vec<&[usize]> = order.chunks(batch_size.max(1)).collect();
     let rows_of = |chunk: &[usize]| -> Vec<&[u32]> { chunk.iter().map(|&i| rows[i].as_slice()).collect() };
@@ -111,8 +154,8 @@ fn encode(
         }
         progress(chunk.len());
     };
-    match host {
-        Some(host) => {
+    match engine {
+        Engine::Host(host) => {
             if texts.len() >= PRECOMPUTE_FROM {
                 host.precompute_projections();
             }
@@ -129,7 +172,8 @@ fn encode(
                 }
             }
         }
-        None => {
+        #[cfg(feature = "burn")]
+        Engine::Device(encoder, device) => {
             for chunk in chunks {
                 let batch = tokenize::Batch::from_rows(&rows_of(chunk));
                 let vecs = encoder.forward(BatchTensors::new(&batch, device));

@@ -1,6 +1,7 @@
 //! Using a trained model: choosing the compute backend ([`backend`]), the model package on disk
-//! ([`package`]) and batch encoding of sentences with it ([`embed`]).
+//! ([`package`], its weights read by `weights`) and batch encoding of sentences with it ([`embed`]).
 
 pub mod backend;
 pub mod embed;
 pub mod package;
+pub(crate) mod weights;

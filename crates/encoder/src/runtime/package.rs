@@ -24,17 +24,24 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
-use burn::prelude::Device;
-use burn::store::{ModuleRecord, RecordError};
-use burn::tensor::Bytes;
+#[cfg(feature = "burn")]
+use burn::{
+    module::Module,
+    prelude::Device,
+    store::{ModuleRecord, RecordError},
+    tensor::Bytes,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokenize::WordTokenizer;
 
+use super::weights::Weights;
+use crate::cpu::head::HostHead;
+use crate::cpu::host::HostEncoder;
+use crate::model::config::{EncoderConfig, VerdictHeadConfig};
 use crate::model::energy::Energy;
-use crate::model::head::{VerdictHead, VerdictHeadConfig};
-use crate::model::{EncoderConfig, SentenceEncoder};
+#[cfg(feature = "burn")]
+use crate::model::{head::VerdictHead, SentenceEncoder};
 use crate::{EncoderError, Result};
 
 /// Version of the package layout; bumped when old packages can no longer be read as they are.
@@ -87,7 +94,10 @@ pub struct PackageConfig {
     pub head: Option<VerdictHeadConfig>,
 }
 
-/// A loaded model package, ready to encode sentences.
+/// A loaded model package, ready to encode sentences. Its weights are held on the host, which
+/// is all inference on the CPU needs; with the `burn` feature,
+/// [`encoder_module`](Self::encoder_module) and [`head_module`](Self::head_module) build the burn
+/// modules on any device, to fine-tune or to encode on wgpu.
 #[derive(Debug)]
 pub struct ModelPackage {
     /// Where it was loaded from.
@@ -97,7 +107,7 @@ pub struct ModelPackage {
     /// `tokenizer.json`.
     pub tokenizer: WordTokenizer,
     /// The encoder with its trained weights.
-    pub encoder: SentenceEncoder,
+    pub encoder: HostEncoder,
     /// `metrics.json`, as written by the trainer.
     pub metrics: serde_json::Value,
     /// Pairs at or below this distance are duplicates (from `metrics.json`). With a head, the
@@ -106,7 +116,7 @@ pub struct ModelPackage {
     pub threshold: f64,
     /// The learned pair verdict and the probability from which it calls a pair a duplicate,
     /// for packages trained with one.
-    pub head: Option<(VerdictHead, f64)>,
+    pub head: Option<(HostHead, f64)>,
     /// The flag threshold for search hits (`metrics.json`'s `search_threshold`), chosen on a
     /// validation corpus where the candidates are the nearest of many stored questions and real
     /// duplicates are rare (see `data::verdicts`), unlike the balanced pairs that set
@@ -119,6 +129,10 @@ pub struct ModelPackage {
     pub search_flag: SearchFlag,
     /// Hash of the config, tokenizer and weights: an index built with another model is detected.
     pub fingerprint: String,
+    /// `model.bpk` and `head.bpk` as read, for the burn modules: loading burn's records keeps
+    /// every detail of them (parameter ids too), so a package saved again is the same bytes.
+    #[cfg(feature = "burn")]
+    records: (Vec<u8>, Option<Vec<u8>>),
 }
 
 /// The score a package's search threshold applies to.
@@ -159,9 +173,9 @@ fn corrupt(path: &Path, reason: impl std::fmt::Display) -> EncoderError {
 }
 
 impl ModelPackage {
-    /// Loads a package on `device`. A missing directory or file, unreadable JSON, or weights that
-    /// do not fit the config are errors that name the file.
-    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+    /// Loads a package. A missing directory or file, unreadable JSON, or weights that do not fit
+    /// the config are errors that name the file.
+    pub fn load(dir: &Path) -> Result<Self> {
         if !dir.is_dir() {
             return Err(corrupt(
                 dir,
@@ -199,9 +213,10 @@ impl ModelPackage {
                 format!("vocabulary of {} words, but config.json expects {}", tokenizer.vocab_size(), config.encoder.vocab_size),
             ));
         }
-        // The bytes already read (and checksummed) are what burn decodes: each file is read once.
-        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights_bytes.clone())).map_err(|e| record_error(&weights_path, e))?;
-        let encoder = config.encoder.init(device).try_load_record(record).map_err(|e| record_error(&weights_path, e))?;
+        // The bytes already read (and checksummed) are what is decoded: each file is read once.
+        let mut weights = Weights::parse(&weights_path, weights_bytes.clone())?;
+        let encoder = HostEncoder::from_weights(&config.encoder, &mut weights)?;
+        weights.finish()?;
         let metrics_path = dir.join(METRICS_FILE);
         let metrics_bytes = read(&metrics_path)?;
         checksums.verify(dir, METRICS_FILE, &metrics_bytes)?;
@@ -217,8 +232,8 @@ impl ModelPackage {
             h.update(part);
         }
         let fingerprint = h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect();
-        let head = match &config.head {
-            None => None,
+        let (head, head_record) = match &config.head {
+            None => (None, None),
             Some(head_config) => {
                 if head_config.d_input != config.encoder.d_output() {
                     return Err(corrupt(
@@ -235,16 +250,20 @@ impl ModelPackage {
                 check_head_shape(head_config, head_len).map_err(|reason| corrupt(&config_path, reason))?;
                 let head_bytes = read(&head_path)?;
                 checksums.verify(dir, HEAD_FILE, &head_bytes)?;
-                let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(head_bytes)).map_err(|e| record_error(&head_path, e))?;
-                let head = head_config.init(device).try_load_record(record).map_err(|e| record_error(&head_path, e))?;
+                let mut weights = Weights::parse(&head_path, head_bytes.clone())?;
+                let head = HostHead::from_weights(head_config, &mut weights)?;
+                weights.finish()?;
                 let t = metrics
                     .get("head_threshold")
                     .and_then(|t| t.as_f64())
                     .filter(|t| t.is_finite())
                     .ok_or_else(|| corrupt(&metrics_path, "the package has a head but no finite \"head_threshold\" field"))?;
-                Some((head, t))
+                (Some((head, t)), Some(head_bytes))
             }
         };
+        // The head's bytes are kept only for its burn module.
+        #[cfg(not(feature = "burn"))]
+        drop(head_record);
         let search_threshold = match metrics.get("search_threshold") {
             None | Some(serde_json::Value::Null) => None,
             Some(v) => Some(
@@ -275,6 +294,8 @@ impl ModelPackage {
             search_threshold,
             search_flag,
             fingerprint,
+            #[cfg(feature = "burn")]
+            records: (weights_bytes, head_record),
         })
     }
 
@@ -318,9 +339,27 @@ impl ModelPackage {
         }
     }
 
+    /// The encoder as a burn module on `device`, e.g. to fine-tune it or to encode on wgpu.
+    #[cfg(feature = "burn")]
+    pub fn encoder_module(&self, device: &Device) -> Result<SentenceEncoder> {
+        let path = self.dir.join(WEIGHTS_FILE);
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(self.records.0.clone())).map_err(|e| record_error(&path, e))?;
+        self.config.encoder.init(device).try_load_record(record).map_err(|e| record_error(&path, e))
+    }
+
+    /// The verdict head as a burn module on `device`, for packages with one.
+    #[cfg(feature = "burn")]
+    pub fn head_module(&self, device: &Device) -> Result<Option<VerdictHead>> {
+        let (Some(config), Some(bytes)) = (&self.config.head, &self.records.1) else { return Ok(None) };
+        let path = self.dir.join(HEAD_FILE);
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.clone())).map_err(|e| record_error(&path, e))?;
+        config.init(device).try_load_record(record).map(Some).map_err(|e| record_error(&path, e))
+    }
+
     /// Writes a package to `dir` atomically (a complete temporary sibling, then a rename).
     /// `metrics` must contain a finite `"threshold"`, and with a `head` (whose shape must be
     /// `config.head`) a finite `"head_threshold"` too.
+    #[cfg(feature = "burn")]
     pub fn save(
         dir: &Path,
         config: &PackageConfig,
@@ -520,6 +559,7 @@ impl Checksums {
     }
 }
 
+#[cfg(feature = "burn")]
 fn record_error(path: &Path, e: RecordError) -> EncoderError {
     match e {
         RecordError::Io(msg) => corrupt(path, format!("unreadable weights: {msg}")),

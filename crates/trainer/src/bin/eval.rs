@@ -115,7 +115,7 @@ fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let device = args.backend.try_device().map_err(anyhow::Error::msg)?;
     // One load serves evaluation and search verdicts alike.
-    let embedder = Embedder::new(ModelPackage::load(&args.model, &device)?, device.clone());
+    let embedder = Embedder::on_device(ModelPackage::load(&args.model)?, &device)?;
     let package = &embedder.package;
     let dirs = DataDirs { data: args.data_dir.clone(), ..Default::default() };
 
@@ -260,8 +260,8 @@ fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
 /// precision–recall curve and binned by label for the histograms.
 fn draw(package: &ModelPackage, pairs: &[Pair], report: &EvalReport, name: &str, device: &Device) -> anyhow::Result<(String, String)> {
     let energy = package.config.energy;
-    let head = package.head.as_ref().map(|(h, _)| h);
-    let (distances, probabilities) = trainer::pair_scores(&package.encoder, head, &package.tokenizer, pairs, energy, device)?;
+    let (encoder, head) = (package.encoder_module(device)?, package.head_module(device)?);
+    let (distances, probabilities) = trainer::pair_scores(&encoder, head.as_ref(), &package.tokenizer, pairs, energy, device)?;
     let labels: Vec<bool> = pairs.iter().map(|p| p.label >= POSITIVE_FROM).collect();
     let m = &report.binary;
     // What is drawn, and the ranking score (higher = more likely a duplicate).

@@ -44,17 +44,18 @@ pub struct EvalOptions<'a> {
 /// never one chosen on the evaluated data.
 pub fn evaluate(package: &ModelPackage, pairs: &[Pair], options: &EvalOptions<'_>, device: &Device) -> Result<EvalReport> {
     let energy = package.config.energy;
-    let head = package.head.as_ref();
-    let (distances, probabilities) = pair_scores(&package.encoder, head.map(|(h, _)| h), &package.tokenizer, pairs, energy, device)?;
+    let encoder = package.encoder_module(device)?;
+    let head = package.head_module(device)?;
+    let (distances, probabilities) = pair_scores(&encoder, head.as_ref(), &package.tokenizer, pairs, energy, device)?;
     let labels = duplicate_labels(pairs);
     let by_distance = distance_metrics(&distances, &labels, package.threshold);
-    let (binary, energy_binary) = match (head, probabilities) {
+    let (binary, energy_binary) = match (&package.head, probabilities) {
         (Some((_, t)), Some(p)) => (binary_metrics(&p, &labels, *t), Some(by_distance)),
         _ => (by_distance, None),
     };
     let graded = options.graded_range.map(|r| graded_on(&distances, pairs, energy, r));
     let retrieval = if options.retrieval {
-        Some(retrieval_on(&package.encoder, &package.tokenizer, pairs, energy, device, options.extra_corpus)?)
+        Some(retrieval_on(&encoder, &package.tokenizer, pairs, energy, device, options.extra_corpus)?)
     } else {
         None
     };

@@ -70,14 +70,14 @@ pub(crate) fn initialise(cfg: &TrainConfig, dirs: &DataDirs, train: &[Pair], dev
 
 /// Fine-tuning: vocabulary, shape and weights come from the package in `dir`.
 fn from_package(cfg: &TrainConfig, dir: &std::path::Path, device: &Device) -> Result<Start> {
-    let pkg = ModelPackage::load(dir, device)?;
+    let pkg = ModelPackage::load(dir)?;
+    let mut encoder = pkg.encoder_module(device)?;
+    let head = pkg.config.head.clone().zip(pkg.head_module(device)?);
     let mut tokenizer = pkg.tokenizer;
     tokenizer.set_max_len(cfg.tokenizer.max_len)?;
     let enc_cfg = pkg.config.encoder.with_dropout(cfg.model.dropout);
-    let mut encoder = pkg.encoder;
     encoder.dropout = DropoutConfig::new(cfg.model.dropout).init();
     fsio::warn!("starting from {} (vocabulary {}, {} hidden)", dir.display(), tokenizer.vocab_size(), enc_cfg.d_hidden);
-    let head = pkg.config.head.zip(pkg.head.map(|(h, _)| h));
     Ok(Start { tokenizer, enc_cfg, encoder, coverage: None, head })
 }
 

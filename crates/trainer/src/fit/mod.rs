@@ -170,7 +170,7 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
 /// Chooses and stores the search threshold of the package just written, on the search verdicts
 /// of its validation pairs (corpus: every sentence of its training file, as `eval --heldout`).
 fn calibrate_search(dir: &std::path::Path, dirs: &DataDirs, max_false_alarm: f64, device: &Device) -> Result<()> {
-    let embedder = encoder::Embedder::new(ModelPackage::load(dir, device)?, device.clone());
+    let embedder = encoder::Embedder::on_device(ModelPackage::load(dir)?, device)?;
     let (valid, sentences, _) = evaluate::heldout_pairs(&embedder.package, dirs, HeldoutPart::Selection)?;
     let corpus: Vec<&str> = sentences.iter().map(String::as_str).collect();
     let verdicts = crate::verdicts::search_verdicts(&embedder, &valid, Some(&corpus))?;
