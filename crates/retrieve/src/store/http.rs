@@ -48,7 +48,18 @@ impl Client {
         Self { host: host.to_string(), port, connect_timeout, io_timeout }
     }
 
-    fn connect(&self) -> Result<TcpStream, Failure> {
+    /// The server's host, as given.
+    pub(crate) fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The server's port.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A connection with the client's timeouts set.
+    pub(crate) fn connect(&self) -> Result<TcpStream, Failure> {
         let addrs = (self.host.as_str(), self.port)
             .to_socket_addrs()
             .map_err(|e| Failure::Connect(format!("cannot resolve {}: {e}", self.host)))?;

@@ -2,8 +2,12 @@
 //!
 //! The client speaks Milvus' REST API (`/v1/vector/...`, served by Milvus 2.3 on its gRPC port)
 //! through a minimal blocking HTTP/1.1 client ([`super::http`]). The official Rust SDK brings a
-//! gRPC and TLS stack (tonic, prost, rustls) into every build; REST needs neither. It is plain
-//! HTTP: reach a TLS endpoint through a local proxy.
+//! gRPC and TLS stack (tonic, prost, rustls) into every build; REST needs neither. Bulk loads
+//! ([`MilvusStore::insert`]) are the exception: Milvus spends its cores parsing a REST insert's
+//! JSON, so they send gRPC `Insert` calls over a minimal HTTP/2 client of their own
+//! ([`super::grpc`], messages in [`super::proto`]) unless a token is set (gRPC authentication is
+//! not implemented; with a token they use REST). It is plain HTTP: reach a TLS endpoint through a
+//! local proxy.
 //!
 //! The collection is created by `retrieve index --store` with an auto-generated int64 primary
 //! key `id` (the item's id), a float vector `vector` with the inner product as metric (cosine on
@@ -79,8 +83,12 @@ struct Meta {
 const MARK: &str = "twin-lstm";
 const FORMAT: u32 = 1;
 
-/// Rows per insert request: a few MB of JSON, well under the server's request limits.
+/// Rows per REST insert request: a few MB of JSON, well under the server's request limits.
 const INSERT_ROWS: usize = 2000;
+/// Rows per gRPC insert call: a few MB of protobuf.
+const GRPC_INSERT_ROWS: usize = 5000;
+/// The gRPC method of an insert.
+const INSERT_METHOD: &str = "/milvus.proto.milvus.MilvusService/Insert";
 /// Insert requests in flight during a bulk load.
 const INSERTS_IN_FLIGHT: usize = 2;
 /// Rows per page when reading the whole collection.
@@ -93,6 +101,15 @@ const ID_BATCH: usize = 1000;
 const VISIBLE_WITHIN: Duration = Duration::from_secs(60);
 /// Attempts of a request that may be repeated.
 const ATTEMPTS: u32 = 5;
+
+/// How inserts reach the server.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Transport {
+    /// REST `/v1/vector/insert`, JSON rows.
+    Rest,
+    /// gRPC `Insert`, protobuf columns: far less work for the server per row.
+    Grpc,
+}
 
 /// Whether a failed request may be sent again.
 #[derive(Clone, Copy, PartialEq)]
@@ -287,13 +304,23 @@ impl MilvusStore {
 
     /// Stores `items` with `vectors` in batches, [`INSERTS_IN_FLIGHT`] requests at a time,
     /// calling `progress` with the rows of each acknowledged batch, and waits until reads see
-    /// them. Answers the ids in item order.
+    /// them. Answers the ids in item order. Sent over gRPC (REST when a token is set): this is
+    /// the bulk load of `index --store` and `add`.
     pub fn insert(&self, items: &[NewItem], vectors: &[f32], progress: impl Fn(usize) + Sync) -> Result<Vec<u64>> {
+        let transport = if self.token.is_some() { Transport::Rest } else { Transport::Grpc };
+        self.insert_over(transport, items, vectors, progress)
+    }
+
+    fn insert_over(&self, transport: Transport, items: &[NewItem], vectors: &[f32], progress: impl Fn(usize) + Sync) -> Result<Vec<u64>> {
+        let rows_per_batch = match transport {
+            Transport::Rest => INSERT_ROWS,
+            Transport::Grpc => GRPC_INSERT_ROWS,
+        };
         let d = self.meta.dim;
         if vectors.len() != items.len() * d {
             return Err(RetrieveError::Invalid(format!("{} items but {} vector values (dimension {d})", items.len(), vectors.len())));
         }
-        let batches = items.len().div_ceil(INSERT_ROWS);
+        let batches = items.len().div_ceil(rows_per_batch);
         let next = AtomicUsize::new(0);
         let results: Vec<Mutex<Option<Vec<u64>>>> = (0..batches).map(|_| Mutex::new(None)).collect();
         let failure: Mutex<Option<RetrieveError>> = Mutex::new(None);
@@ -304,8 +331,13 @@ impl MilvusStore {
                     if b >= batches || failure.lock().map_or(true, |f| f.is_some()) {
                         return;
                     }
-                    let rows = b * INSERT_ROWS..((b + 1) * INSERT_ROWS).min(items.len());
-                    match self.insert_batch(&items[rows.clone()], &vectors[rows.start * d..rows.end * d]) {
+                    let rows = b * rows_per_batch..((b + 1) * rows_per_batch).min(items.len());
+                    let (items, vectors) = (&items[rows.clone()], &vectors[rows.start * d..rows.end * d]);
+                    let stored = match transport {
+                        Transport::Rest => self.insert_batch(items, vectors),
+                        Transport::Grpc => self.insert_batch_grpc(items, vectors),
+                    };
+                    match stored {
                         Ok(ids) => {
                             progress(ids.len());
                             if let Ok(mut slot) = results[b].lock() {
@@ -332,7 +364,7 @@ impl MilvusStore {
             return Err(self.fail(format!("the server acknowledged {} of {} items", ids.len(), items.len())));
         }
         // Reads see writes in timestamp order: once each batch's last item is visible, all are.
-        let lasts: Vec<u64> = ids.chunks(INSERT_ROWS).filter_map(|c| c.last().copied()).collect();
+        let lasts: Vec<u64> = ids.chunks(rows_per_batch).filter_map(|c| c.last().copied()).collect();
         self.wait_until(&lasts, true)?;
         self.forget_count();
         Ok(ids)
@@ -359,6 +391,43 @@ impl MilvusStore {
         let ids = ids.ok_or_else(|| self.fail("insert: an id is not an integer"))?;
         if ids.len() != items.len() {
             return Err(self.fail(format!("insert: {} ids for {} items", ids.len(), items.len())));
+        }
+        Ok(ids)
+    }
+
+    /// One gRPC `Insert` call: the vectors as a float-vector column, the sentence and key as
+    /// the dynamic field's JSON, as the REST insert stores them. Sent again only when no
+    /// connection was made (the server assigns ids, so a repeat would store twice).
+    fn insert_batch_grpc(&self, items: &[NewItem], vectors: &[f32]) -> Result<Vec<u64>> {
+        #[derive(Serialize)]
+        struct Dynamic<'a> {
+            sentence: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            key: Option<&'a str>,
+        }
+        let dynamic: Vec<Vec<u8>> = items
+            .iter()
+            .map(|i| serde_json::to_vec(&Dynamic { sentence: &i.text, key: i.key.as_deref() }))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.fail(e.to_string()))?;
+        let request = super::proto::insert_request(&self.url.collection, "vector", self.meta.dim, vectors, &dynamic);
+        let mut pause = Duration::from_millis(100);
+        let mut attempt = 1;
+        let answer = loop {
+            match super::grpc::call(&self.http, INSERT_METHOD, &request) {
+                Err(Failure::Connect(_)) if attempt < ATTEMPTS => {
+                    std::thread::sleep(pause);
+                    pause *= 2;
+                    attempt += 1;
+                }
+                Err(Failure::Connect(e)) => return Err(self.fail(format!("cannot reach the Milvus server (tried {attempt} times): {e}"))),
+                Err(e) => return Err(self.fail(format!("gRPC insert: {e}"))),
+                Ok(answer) => break answer,
+            }
+        };
+        let ids = super::proto::insert_ids(&answer).map_err(|e| self.fail(format!("gRPC insert: {e}")))?;
+        if ids.len() != items.len() {
+            return Err(self.fail(format!("gRPC insert: {} ids for {} items", ids.len(), items.len())));
         }
         Ok(ids)
     }
@@ -564,8 +633,9 @@ impl Store for MilvusStore {
         answers.into_iter().map(|m| m.into_inner().ok().flatten().unwrap_or_else(|| Err(self.fail("a search worker failed")))).collect()
     }
 
+    /// A server's adds are few rows each: REST, which also keeps that path in use.
     fn add(&self, items: Vec<NewItem>, vectors: &[f32]) -> Result<Vec<u64>> {
-        self.insert(&items, vectors, |_| {})
+        self.insert_over(Transport::Rest, &items, vectors, |_| {})
     }
 
     fn delete(&self, ids: &[u64]) -> Result<Vec<u64>> {

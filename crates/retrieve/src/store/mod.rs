@@ -7,9 +7,11 @@
 //! records the fingerprint and dimension of the model that embedded its vectors, so that a
 //! search with another model is refused rather than answered with meaningless neighbours.
 
+mod grpc;
 mod http;
 mod local;
 mod milvus;
+mod proto;
 
 pub use local::LocalStore;
 pub use milvus::{MilvusStore, MilvusUrl};
