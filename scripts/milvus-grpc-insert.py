@@ -1,6 +1,7 @@
-# Insert rate of Milvus over gRPC (pymilvus), for comparison with `retrieve index --store`, which
-# inserts over Milvus' REST API. Same shape as scripts/bench-milvus.sh: 256-dimension unit vectors
-# and a sentence per row, auto ids, batches of 5,000, into a new collection.
+# Insert rate of Milvus over gRPC with pymilvus, for comparison with `retrieve index --store`
+# (its own gRPC insert path; REST before 2026-12-02). Same shape as scripts/bench-milvus.sh:
+# 256-dimension unit vectors and a sentence per row, auto ids, batches of 5,000, into a new
+# collection.
 #
 #   python3 -m venv /tmp/pmv && /tmp/pmv/bin/pip install pymilvus==2.3.5 numpy "marshmallow<4" "environs<10"
 #   scripts/with-milvus.sh /tmp/pmv/bin/python scripts/milvus-grpc-insert.py 200000
