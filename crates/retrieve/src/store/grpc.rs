@@ -2,8 +2,9 @@
 //! insert into Milvus needs, without an async runtime or a gRPC stack in the build.
 //!
 //! The client sends the connection preface and its settings (large receive windows, so the
-//! server never waits on it), one HEADERS frame (HPACK literals, no Huffman, no table) and the
-//! length-prefixed message in DATA frames within the server's flow-control windows, answering
+//! server never waits on it) and one HEADERS frame (HPACK literals, no Huffman, no table), waits
+//! for the server's settings, and sends the length-prefixed message in DATA frames within the
+//! server's flow-control windows, answering
 //! the server's SETTINGS and PINGs as they come. It reads the answer's DATA frames until the
 //! stream ends. Response headers and trailers are not decoded (that needs HPACK's Huffman code
 //! and tables): Milvus reports a refused request inside the answer message, and an answer
@@ -190,6 +191,18 @@ pub(crate) fn call(client: &Client, path: &str, message: &[u8]) -> Result<Vec<u8
     body.extend_from_slice(message);
     let mut call =
         Call { send_conn: DEFAULT_WINDOW, send_stream: DEFAULT_WINDOW, initial: DEFAULT_WINDOW, answer: Vec::new(), ended: false };
+    // The server's preface is its settings: wait for them, so that its windows bound the data
+    // from the first frame on (one round trip).
+    loop {
+        let f = read_frame(&mut s, DEFAULT_MAX_FRAME)?;
+        let server_settings = f.0 == SETTINGS && f.1 & ACK == 0;
+        let mut acks = Vec::new();
+        call.take(f, &mut acks)?;
+        s.write_all(&acks).map_err(io)?;
+        if server_settings {
+            break;
+        }
+    }
     let mut sent = 0;
     while sent < body.len() {
         let room = call.send_conn.min(call.send_stream).min(DEFAULT_MAX_FRAME as i64);
@@ -262,5 +275,63 @@ mod tests {
         call.take((HEADERS, END_STREAM | END_HEADERS, STREAM, vec![]), &mut acks).unwrap();
         assert_eq!((call.answer.as_slice(), call.ended), (&b"hi"[..], true));
         assert!(call.take((RST_STREAM, 0, STREAM, vec![0, 0, 0, 2]), &mut acks).is_err());
+    }
+
+    /// A server on loopback that allows 10 bytes at a time and opens its windows only as data
+    /// arrives: the call waits on it, never oversteps a window, answers its PING, and returns
+    /// the answer message.
+    #[test]
+    fn a_call_respects_tight_windows_and_returns_the_answer() {
+        use std::net::TcpListener;
+        use std::time::Duration;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut preface = [0u8; 24];
+            s.read_exact(&mut preface).unwrap();
+            assert_eq!(&preface, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+            // A 10-byte initial stream window, and a PING to answer while sending.
+            let mut out = Vec::new();
+            frame(&mut out, SETTINGS, 0, 0, &[0, 4, 0, 0, 0, 10]);
+            frame(&mut out, PING, 0, 0, &[7; 8]);
+            s.write_all(&out).unwrap();
+            let (mut body, mut pinged) = (Vec::new(), false);
+            loop {
+                let (kind, flags, stream, payload) = read_frame(&mut s, DEFAULT_MAX_FRAME).unwrap();
+                match kind {
+                    PING => {
+                        assert_eq!((flags, payload.as_slice()), (ACK, &[7u8; 8][..]));
+                        pinged = true;
+                    }
+                    DATA => {
+                        assert!(payload.len() <= 10, "a {}-byte frame in a 10-byte window", payload.len());
+                        body.extend_from_slice(&payload);
+                        let mut update = Vec::new();
+                        frame(&mut update, WINDOW_UPDATE, 0, stream, &(payload.len() as u32).to_be_bytes());
+                        s.write_all(&update).unwrap();
+                        if flags & END_STREAM != 0 {
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            // Headers, the answer, and trailers that end the stream.
+            let mut out = Vec::new();
+            frame(&mut out, HEADERS, END_HEADERS, STREAM, &[0x88]);
+            frame(&mut out, DATA, 0, STREAM, &[0, 0, 0, 0, 3, b'y', b'e', b's']);
+            frame(&mut out, HEADERS, END_HEADERS | END_STREAM, STREAM, &[]);
+            s.write_all(&out).unwrap();
+            (body, pinged)
+        });
+        let client = Client::new("127.0.0.1", port, Duration::from_secs(5), Duration::from_secs(5));
+        let message: Vec<u8> = (0..100u8).collect();
+        let answer = call(&client, "/pkg.Service/Method", &message).unwrap();
+        assert_eq!(answer, b"yes");
+        let (body, pinged) = server.join().unwrap();
+        assert!(pinged, "the PING was answered");
+        assert_eq!(body[..5], [0, 0, 0, 0, 100]);
+        assert_eq!(body[5..], message[..]);
     }
 }
