@@ -41,22 +41,6 @@ impl HostHead {
         })
     }
 
-    /// Copies a burn head (any backend) to the host.
-    #[cfg(feature = "burn")]
-    pub fn new(head: &crate::model::head::VerdictHead) -> Self {
-        let host = |v: burn::prelude::TensorData| v.convert::<f32>().try_to_vec::<f32>().unwrap_or_default();
-        let [d2, hidden] = head.w_hidden.dims();
-        Self {
-            d: d2 / 2,
-            hidden,
-            input_scale: head.input_scale as f32,
-            w_hidden: host(head.w_hidden.val().into_data()),
-            b_hidden: host(head.b_hidden.val().into_data()),
-            w_out: host(head.w_out.val().into_data()),
-            b_out: host(head.b_out.val().into_data()).first().copied().unwrap_or(0.0),
-        }
-    }
-
     /// Width of the sentence vectors this head reads.
     pub fn d_input(&self) -> usize {
         self.d
@@ -114,12 +98,14 @@ mod tests {
             w_out: vec![1.5, -0.5],
             b_out: -0.25,
         };
-        // a = 0.5, b = 0.25, scaled by 2: |1 − 0.5| = 0.5, 1 · 0.5 = 0.5.
-        // hidden = relu([0.5·1 + 0.5·0.5 + 0, 0.5·(−1) + 0.5·2 + 0.1]) = [0.75, 0.6]
-        // logit = 1.5·0.75 − 0.5·0.6 − 0.25 = 0.575
         let (a, b) = ([0.5f32], [0.25f32]);
         let p = head.probabilities(1, |_| (&a[..], &b[..]));
-        let want = 1.0 / (1.0 + (-0.575f32).exp());
+        // The same MLP written out: scaled inputs, the two features, two ReLU units, the output.
+        let (x, y) = (2.0 * a[0], 2.0 * b[0]);
+        let (diff, prod) = ((x - y).abs(), x * y);
+        let hidden = [(diff + prod * 0.5).max(0.0), (-diff + prod * 2.0 + 0.1).max(0.0)];
+        let logit = 1.5 * hidden[0] - 0.5 * hidden[1] - 0.25;
+        let want = 1.0 / (1.0 + (-logit).exp());
         assert!((p[0] - want).abs() < 1e-6, "{} vs {want}", p[0]);
         // Symmetric in the two sentences.
         assert_eq!(head.probabilities(1, |_| (&b[..], &a[..])), p);

@@ -342,18 +342,14 @@ impl ModelPackage {
     /// The encoder as a burn module on `device`, e.g. to fine-tune it or to encode on wgpu.
     #[cfg(feature = "burn")]
     pub fn encoder_module(&self, device: &Device) -> Result<SentenceEncoder> {
-        let path = self.dir.join(WEIGHTS_FILE);
-        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(self.records.0.clone())).map_err(|e| record_error(&path, e))?;
-        self.config.encoder.init(device).try_load_record(record).map_err(|e| record_error(&path, e))
+        load_record(self.config.encoder.init(device), &self.records.0, &self.dir.join(WEIGHTS_FILE))
     }
 
     /// The verdict head as a burn module on `device`, for packages with one.
     #[cfg(feature = "burn")]
     pub fn head_module(&self, device: &Device) -> Result<Option<VerdictHead>> {
         let (Some(config), Some(bytes)) = (&self.config.head, &self.records.1) else { return Ok(None) };
-        let path = self.dir.join(HEAD_FILE);
-        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.clone())).map_err(|e| record_error(&path, e))?;
-        config.init(device).try_load_record(record).map(Some).map_err(|e| record_error(&path, e))
+        load_record(config.init(device), bytes, &self.dir.join(HEAD_FILE)).map(Some)
     }
 
     /// Writes a package to `dir` atomically (a complete temporary sibling, then a rename).
@@ -557,6 +553,13 @@ impl Checksums {
             _ => Ok(()),
         }
     }
+}
+
+/// `module` with the weights of the burnpack `bytes` read from `path`.
+#[cfg(feature = "burn")]
+fn load_record<M: Module>(module: M, bytes: &[u8], path: &Path) -> Result<M> {
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.to_vec())).map_err(|e| record_error(path, e))?;
+    module.try_load_record(record).map_err(|e| record_error(path, e))
 }
 
 #[cfg(feature = "burn")]

@@ -167,6 +167,21 @@ impl Call {
     }
 }
 
+impl Call {
+    /// Reads one frame from the server, handles it and sends what it asks for; answers the
+    /// frame's type and flags.
+    fn receive(&mut self, s: &mut TcpStream) -> Result<(u8, u8), Failure> {
+        let f = read_frame(s, DEFAULT_MAX_FRAME)?;
+        let (kind, flags) = (f.0, f.1);
+        let mut acks = Vec::new();
+        self.take(f, &mut acks)?;
+        if !acks.is_empty() {
+            s.write_all(&acks).map_err(io)?;
+        }
+        Ok((kind, flags))
+    }
+}
+
 /// Calls the gRPC method at `path` (`/package.Service/Method`) with the encoded `message` and
 /// answers the encoded answer message.
 pub(crate) fn call(client: &Client, path: &str, message: &[u8]) -> Result<Vec<u8>, Failure> {
@@ -193,24 +208,13 @@ pub(crate) fn call(client: &Client, path: &str, message: &[u8]) -> Result<Vec<u8
         Call { send_conn: DEFAULT_WINDOW, send_stream: DEFAULT_WINDOW, initial: DEFAULT_WINDOW, answer: Vec::new(), ended: false };
     // The server's preface is its settings: wait for them, so that its windows bound the data
     // from the first frame on (one round trip).
-    loop {
-        let f = read_frame(&mut s, DEFAULT_MAX_FRAME)?;
-        let server_settings = f.0 == SETTINGS && f.1 & ACK == 0;
-        let mut acks = Vec::new();
-        call.take(f, &mut acks)?;
-        s.write_all(&acks).map_err(io)?;
-        if server_settings {
-            break;
-        }
-    }
+    while !matches!(call.receive(&mut s)?, (SETTINGS, flags) if flags & ACK == 0) {}
     let mut sent = 0;
     while sent < body.len() {
         let room = call.send_conn.min(call.send_stream).min(DEFAULT_MAX_FRAME as i64);
         if room <= 0 {
             // Wait for the server to open its windows, answering what it sends meanwhile.
-            let mut acks = Vec::new();
-            call.take(read_frame(&mut s, DEFAULT_MAX_FRAME)?, &mut acks)?;
-            s.write_all(&acks).map_err(io)?;
+            call.receive(&mut s)?;
             if call.ended {
                 break;
             }
@@ -226,11 +230,7 @@ pub(crate) fn call(client: &Client, path: &str, message: &[u8]) -> Result<Vec<u8
         call.send_stream -= n as i64;
     }
     while !call.ended {
-        let mut acks = Vec::new();
-        call.take(read_frame(&mut s, DEFAULT_MAX_FRAME)?, &mut acks)?;
-        if !acks.is_empty() {
-            s.write_all(&acks).map_err(io)?;
-        }
+        call.receive(&mut s)?;
     }
     // The answer: one length-prefixed, uncompressed message.
     match call.answer.as_slice() {

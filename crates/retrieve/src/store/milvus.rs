@@ -411,19 +411,11 @@ impl MilvusStore {
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| self.fail(e.to_string()))?;
         let request = super::proto::insert_request(&self.url.collection, "vector", self.meta.dim, vectors, &dynamic);
-        let mut pause = Duration::from_millis(100);
-        let mut attempt = 1;
-        let answer = loop {
-            match super::grpc::call(&self.http, INSERT_METHOD, &request) {
-                Err(Failure::Connect(_)) if attempt < ATTEMPTS => {
-                    std::thread::sleep(pause);
-                    pause *= 2;
-                    attempt += 1;
-                }
-                Err(Failure::Connect(e)) => return Err(self.fail(format!("cannot reach the Milvus server (tried {attempt} times): {e}"))),
-                Err(e) => return Err(self.fail(format!("gRPC insert: {e}"))),
-                Ok(answer) => break answer,
-            }
+        let (sent, tries) = retrying(Retry::ConnectOnly, |_| false, || super::grpc::call(&self.http, INSERT_METHOD, &request));
+        let answer = match sent {
+            Ok(answer) => answer,
+            Err(Failure::Connect(e)) => return Err(self.fail(format!("cannot reach the Milvus server{tries}: {e}"))),
+            Err(e) => return Err(self.fail(format!("gRPC insert: {e}{tries}"))),
         };
         let ids = super::proto::insert_ids(&answer).map_err(|e| self.fail(format!("gRPC insert: {e}")))?;
         if ids.len() != items.len() {
@@ -514,41 +506,54 @@ impl MilvusStore {
     /// another code with a message.
     fn call(&self, method: &str, path: &str, body: Option<&Value>, retry: Retry) -> Result<Value> {
         let bytes = body.map(serde_json::to_vec).transpose().map_err(|e| self.fail(e.to_string()))?;
-        let mut pause = Duration::from_millis(100);
-        let mut attempt = 1;
-        loop {
-            let sent = self.http.send(method, path, self.token.as_deref(), bytes.as_deref());
-            let again = match &sent {
-                Ok((code, _)) => retry == Retry::Idempotent && (*code >= 500 || *code == 429),
-                Err(Failure::Connect(_)) => true,
-                Err(Failure::Io(_)) => retry == Retry::Idempotent,
-                Err(Failure::Protocol(_)) => false,
-            };
-            if again && attempt < ATTEMPTS {
-                std::thread::sleep(pause);
-                pause *= 2;
-                attempt += 1;
-                continue;
-            }
-            let tries = if attempt > 1 { format!(" (tried {attempt} times)") } else { String::new() };
-            let (code, answer) = match sent {
-                Ok(a) => a,
-                Err(Failure::Connect(e)) => return Err(self.fail(format!("cannot reach the Milvus server{tries}: {e}"))),
-                Err(e) => return Err(self.fail(format!("{method} {path}: {e}{tries}"))),
-            };
-            if !(200..300).contains(&code) {
-                let text = String::from_utf8_lossy(&answer).chars().take(300).collect::<String>();
-                return Err(self.fail(format!("{method} {path}: HTTP {code}{tries}: {text}")));
-            }
-            let answer: Value = serde_json::from_slice(&answer)
-                .map_err(|e| self.fail(format!("{method} {path}: the answer is not JSON ({e}); is this a Milvus REST port?")))?;
-            let code = answer.get("code").and_then(Value::as_i64);
-            if matches!(code, Some(0 | 200)) {
-                return Ok(answer.get("data").cloned().unwrap_or(Value::Null));
-            }
-            let message = answer.get("message").and_then(Value::as_str).unwrap_or("no message");
-            return Err(self.fail(format!("{message} (code {})", code.map_or_else(|| "none".into(), |c| c.to_string()))));
+        let server_error = |(code, _): &(u16, Vec<u8>)| *code >= 500 || *code == 429;
+        let (sent, tries) = retrying(retry, server_error, || self.http.send(method, path, self.token.as_deref(), bytes.as_deref()));
+        let (code, answer) = match sent {
+            Ok(a) => a,
+            Err(Failure::Connect(e)) => return Err(self.fail(format!("cannot reach the Milvus server{tries}: {e}"))),
+            Err(e) => return Err(self.fail(format!("{method} {path}: {e}{tries}"))),
+        };
+        if !(200..300).contains(&code) {
+            let text = String::from_utf8_lossy(&answer).chars().take(300).collect::<String>();
+            return Err(self.fail(format!("{method} {path}: HTTP {code}{tries}: {text}")));
         }
+        let answer: Value = serde_json::from_slice(&answer)
+            .map_err(|e| self.fail(format!("{method} {path}: the answer is not JSON ({e}); is this a Milvus REST port?")))?;
+        let code = answer.get("code").and_then(Value::as_i64);
+        if matches!(code, Some(0 | 200)) {
+            return Ok(answer.get("data").cloned().unwrap_or(Value::Null));
+        }
+        let message = answer.get("message").and_then(Value::as_str).unwrap_or("no message");
+        Err(self.fail(format!("{message} (code {})", code.map_or_else(|| "none".into(), |c| c.to_string()))))
+    }
+}
+
+/// Sends with `send` until it succeeds, fails for good or [`ATTEMPTS`] are spent, waiting 100 ms
+/// and doubling between attempts. A failed connection is always tried again (nothing was sent);
+/// with [`Retry::Idempotent`] also a broken exchange and an answer `server_error` rejects.
+/// Answers the last outcome and, after more than one attempt, " (tried N times)" for messages.
+fn retrying<T>(
+    retry: Retry,
+    server_error: impl Fn(&T) -> bool,
+    mut send: impl FnMut() -> std::result::Result<T, Failure>,
+) -> (std::result::Result<T, Failure>, String) {
+    let mut pause = Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        let sent = send();
+        let again = match &sent {
+            Ok(answer) => retry == Retry::Idempotent && server_error(answer),
+            Err(Failure::Connect(_)) => true,
+            Err(Failure::Io(_)) => retry == Retry::Idempotent,
+            Err(Failure::Protocol(_)) => false,
+        };
+        if !again || attempt >= ATTEMPTS {
+            let tries = if attempt > 1 { format!(" (tried {attempt} times)") } else { String::new() };
+            return (sent, tries);
+        }
+        std::thread::sleep(pause);
+        pause *= 2;
+        attempt += 1;
     }
 }
 
