@@ -15,6 +15,8 @@
 //! println!("{} {:.0} {}", m.name, m.value, m.unit);
 //! ```
 
+pub mod synthetic;
+
 use std::path::Path;
 use std::time::Instant;
 
@@ -70,10 +72,27 @@ pub struct Measurement {
 
 /// Peak resident set size of this process so far, in MiB (Linux `VmHWM`).
 pub fn peak_rss_mib() -> Option<f64> {
+    status_mib("VmHWM:")
+}
+
+/// Resident set size of this process now, in MiB (Linux `VmRSS`).
+pub fn rss_mib() -> Option<f64> {
+    status_mib("VmRSS:")
+}
+
+/// A size field of `/proc/self/status` (given in KiB), in MiB.
+fn status_mib(field: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+/// Nearest-rank percentile of an ascending slice: the smallest value with at least `p`% of the
+/// values at or below it; `None` when there are no values.
+pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    let rank = (p * sorted.len() as f64 / 100.0).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
 }
 
 /// The benchmark corpus: the Quora dev pairs and GloVe vectors.
@@ -222,6 +241,15 @@ pub fn search_qps(n: usize, dim: usize, queries: usize, k: usize, seed: u64) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentile_is_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!([50.0, 90.0, 99.0, 100.0].map(|p| percentile(&v, p)), [Some(50.0), Some(90.0), Some(99.0), Some(100.0)]);
+        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 50.0), Some(2.0));
+        assert_eq!(percentile(&[7.0], 99.0), Some(7.0));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
 
     #[test]
     fn random_vectors_are_unit_length_and_seeded() {

@@ -3,8 +3,9 @@
 //! Exact search reads every stored vector per query; past a few hundred thousand items that is
 //! most of a query's time and memory traffic. The graph answers from a few thousand distance
 //! computations instead. Its keys are the items' stable ids, so adds and removals go to it
-//! directly, and its candidates are re-scored exactly against the index's own vectors (the
-//! graph keeps them quantised), so reported scores are the exact search's.
+//! directly, and its candidates are re-scored against the index's own vectors (the graph keeps
+//! them quantised; the snapshot keeps them f32, or i8 with a scale per vector), so reported
+//! scores are the exact search's.
 //!
 //! The graph is saved beside the index as `PATH.hnsw`, with `PATH.hnsw.json` saying which
 //! snapshot it was built from and the graph file's checksum; a graph that does not match the
@@ -119,7 +120,7 @@ impl Ann {
         let done = AtomicUsize::new(0);
         rows.par_chunks(1024).try_for_each(|chunk| {
             for &r in chunk {
-                ann.graph.add(index.id(r), index.vector(r)).map_err(|e| ann_err("add", e))?;
+                ann.graph.add(index.id(r), &index.vector(r)).map_err(|e| ann_err("add", e))?;
             }
             done.fetch_add(chunk.len(), Ordering::Relaxed);
             progress(chunk.len());
@@ -194,7 +195,7 @@ impl Ann {
     pub fn catch_up(&self, index: &Index, from: usize) -> Result<()> {
         for r in from..index.rows() {
             if !index.is_removed(r) {
-                self.add(index.id(r), index.vector(r))?;
+                self.add(index.id(r), &index.vector(r))?;
             }
         }
         for r in index.removed_rows() {
@@ -262,12 +263,8 @@ impl Ann {
         }
         let wanted = k.saturating_mul(2).max(RESCORED).min(self.graph.size());
         let found = self.graph.search(query, wanted).map_err(|e| ann_err("search", e))?;
-        let mut hits: Vec<Hit> = found
-            .keys
-            .iter()
-            .filter_map(|&id| index.row_of(id))
-            .map(|row| Hit { index: row, score: search::dot(index.vector(row), query) })
-            .collect();
+        let mut hits: Vec<Hit> =
+            found.keys.iter().filter_map(|&id| index.row_of(id)).map(|row| Hit { index: row, score: index.score(row, query) }).collect();
         search::sort_hits(&mut hits);
         hits.truncate(k);
         Ok(hits)

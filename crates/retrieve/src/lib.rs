@@ -25,9 +25,10 @@ pub mod search;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod store;
+mod vectors;
 
 pub use ann::{Ann, AnnParams, SearchMode};
-pub use index::{Index, IndexHeader, NewItem};
+pub use index::{Index, IndexHeader, NewItem, VectorKind};
 pub use report::{QueryHits, SearchHit, SearchReport};
 pub use search::{top_k, Hit};
 pub use store::{LocalStore, MilvusStore, Store, StoreUrl, StoredHit};

@@ -5,6 +5,8 @@ use std::collections::BinaryHeap;
 
 use rayon::prelude::*;
 
+use crate::vectors::Stored;
+
 /// One search result.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Hit {
@@ -56,14 +58,13 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// Which rows a search may return: all, or those a predicate keeps (e.g. not removed).
 type Keep<'a> = Option<&'a (dyn Fn(usize) -> bool + Sync)>;
 
-fn top_k_range(vectors: &[f32], dim: usize, query: &[f32], k: usize, start: usize, end: usize, keep: Keep) -> Vec<Hit> {
+fn top_k_range(vectors: Stored<'_>, dim: usize, query: &[f32], k: usize, start: usize, end: usize, keep: Keep) -> Vec<Hit> {
     let mut heap: BinaryHeap<Worst> = BinaryHeap::with_capacity(k + 1);
     let mut scores = [0f32; 256];
     for first in (start..end).step_by(scores.len()) {
         let rows = scores.len().min(end - first);
         for (j, score) in scores[..rows].iter_mut().enumerate() {
-            let i = first + j;
-            *score = dot(&vectors[i * dim..(i + 1) * dim], query);
+            *score = vectors.dot(dim, first + j, query);
         }
         select_into(&mut heap, &scores[..rows], first, k, keep);
     }
@@ -92,6 +93,7 @@ pub fn top_k(vectors: &[f32], dim: usize, query: &[f32], k: usize) -> Vec<Hit> {
         return Vec::new();
     }
     const BLOCK: usize = 16_384;
+    let vectors = Stored::F32(vectors);
     if n <= BLOCK {
         return finish(top_k_range(vectors, dim, query, k, 0, n, None), k);
     }
@@ -112,13 +114,14 @@ const GEMM_QUERIES: usize = 1024;
 /// vector is read from memory once per group instead of once per query; the per-query top-k
 /// selection then runs in parallel. Results equal [`top_k`]'s up to float summation order.
 pub fn top_k_batch(vectors: &[f32], dim: usize, queries: &[f32], k: usize) -> Vec<Vec<Hit>> {
-    top_k_batch_keeping(vectors, dim, queries, k, None)
+    top_k_batch_keeping(Stored::F32(vectors), dim, queries, k, None)
 }
 
-/// [`top_k_batch`] over the rows `keep` accepts (all when `None`); rejected rows cost nothing
-/// unless they score into the current top `k`.
-pub(crate) fn top_k_batch_keeping(vectors: &[f32], dim: usize, queries: &[f32], k: usize, keep: Keep) -> Vec<Vec<Hit>> {
-    let n = vectors.len() / dim.max(1);
+/// [`top_k_batch`] over stored vectors (f32, or i8 dequantised a block at a time) and the rows
+/// `keep` accepts (all when `None`); rejected rows cost nothing unless they score into the
+/// current top `k`.
+pub(crate) fn top_k_batch_keeping(vectors: Stored<'_>, dim: usize, queries: &[f32], k: usize, keep: Keep) -> Vec<Vec<Hit>> {
+    let n = vectors.rows(dim);
     let m = queries.len() / dim.max(1);
     let k = k.min(n);
     if m < 4 || k == 0 || n == 0 || dim == 0 {
@@ -126,9 +129,10 @@ pub(crate) fn top_k_batch_keeping(vectors: &[f32], dim: usize, queries: &[f32], 
     }
     let mut heaps: Vec<BinaryHeap<Worst>> = (0..m).map(|_| BinaryHeap::with_capacity(k + 1)).collect();
     let mut scores = vec![0f32; GEMM_QUERIES.min(m) * GEMM_ROWS.min(n)];
+    let mut dequantised = Vec::new();
     for vs in (0..n).step_by(GEMM_ROWS) {
         let b = GEMM_ROWS.min(n - vs);
-        let block = &vectors[vs * dim..(vs + b) * dim];
+        let block = vectors.block(dim, vs, vs + b, &mut dequantised);
         for qs in (0..m).step_by(GEMM_QUERIES) {
             let mq = GEMM_QUERIES.min(m - qs);
             let group = &queries[qs * dim..(qs + mq) * dim];

@@ -15,6 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context};
+use bench::percentile;
 use clap::Parser;
 use serde::Serialize;
 
@@ -206,13 +207,6 @@ fn load_queries(path: &Path) -> anyhow::Result<Vec<String>> {
     Ok(queries)
 }
 
-/// Nearest-rank percentile of an ascending slice: the smallest value with at least `p`% of the
-/// values at or below it; `None` when there are no values.
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    let rank = (p * sorted.len() as f64 / 100.0).ceil() as usize;
-    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
-}
-
 fn connect(addr: &SocketAddr) -> io::Result<BufReader<TcpStream>> {
     let stream = TcpStream::connect_timeout(addr, CONNECT_TIMEOUT)?;
     stream.set_nodelay(true)?;
@@ -388,15 +382,6 @@ mod tests {
 
     const CHUNKED: &[u8] =
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: Chunked\r\n\r\n4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nX-Trailer: 1\r\n\r\n";
-
-    #[test]
-    fn percentile_is_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!([50.0, 90.0, 99.0, 100.0].map(|p| percentile(&v, p)), [Some(50.0), Some(90.0), Some(99.0), Some(100.0)]);
-        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 50.0), Some(2.0));
-        assert_eq!(percentile(&[7.0], 99.0), Some(7.0));
-        assert_eq!(percentile(&[], 50.0), None);
-    }
 
     #[test]
     fn content_length_response_leaves_the_next_one_unread() {

@@ -4,22 +4,25 @@
 //!
 //! ```text
 //! b"TWINIDX1"                  magic
-//! u32 header length, header    JSON (see IndexHeader); format 3 pads it with spaces so that
-//!                              the vectors start at a multiple of 64 bytes
-//! count × dim × f32            vectors, row-major
+//! u32 header length, header    JSON (see IndexHeader); formats 3 and 4 pad it with spaces so
+//!                              that what follows starts at a multiple of 64 bytes
+//! count × dim × f32            vectors, row-major                      (formats 1 to 3)
+//! count × f32, count × dim × i8  scales, then codes (crate::vectors)   (format 4)
 //! count × u64                  ids, increasing                          (format 3)
 //! count × u64, bytes           sentence ends in the blob, sentence blob (format 3)
 //! count × u64, bytes           key ends, key blob: an empty entry is "no key", a present key
 //!                              is a 0x01 byte and the key              (format 3)
 //! count × (u32 len, bytes)     sentences, UTF-8                         (formats 1 and 2)
-//! u64                          checksum of everything above: XXH3-64 (formats 2, 3),
+//! u64                          checksum of everything above: XXH3-64 (formats 2 to 4),
 //!                              FNV-1a (format 1)
 //! ```
 //!
-//! Format 3 snapshots are memory-mapped: opening one streams it once through the checksum (with
+//! Format 4 is format 3 with i8 vectors (header `"vectors": "i8"`): a program that reads only
+//! format 3 refuses it by its number instead of misreading it. Formats 3 and 4 are memory-mapped: opening one streams it once through the checksum (with
 //! `read`, so the pages do not count against the process) and checks every size and offset
 //! table; the vectors and sentences are then read in place. Formats 1 and 2 (no ids: an item's
-//! id is its row) are read into memory and still load; every write is format 3.
+//! id is its row) are read into memory and still load; every write is format 3, or 4 for an
+//! index that stores i8 vectors.
 //!
 //! Writes go to a temporary file in the same directory ([`fsio::AtomicFile`]), which is synced
 //! and then renamed over the old snapshot, so a crash or kill mid-write leaves the previous one
@@ -30,12 +33,23 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use super::{corrupt, Index, IndexHeader, Owned, Rows};
+use crate::vectors::{quantise, Stored, VectorKind};
 use crate::{Result, RetrieveError};
 
 const MAGIC: &[u8; 8] = b"TWINIDX1";
 
-/// The layout version new files get.
+/// The layout version new files with f32 vectors get.
 pub(crate) const FORMAT: u32 = 3;
+/// The layout version of files with i8 vectors, and the newest this program reads.
+pub(crate) const FORMAT_I8: u32 = 4;
+
+/// The layout version a snapshot of vectors of `kind` is written in.
+fn format_for(kind: VectorKind) -> u32 {
+    match kind {
+        VectorKind::F32 => FORMAT,
+        VectorKind::I8 => FORMAT_I8,
+    }
+}
 
 /// Longest JSON header read; real headers are a few hundred bytes.
 const MAX_HEADER: usize = 1 << 20;
@@ -70,11 +84,14 @@ pub(crate) fn inode_of(m: &std::fs::Metadata) -> u64 {
     inode
 }
 
-/// A format-3 snapshot, mapped.
+/// A format-3 or format-4 snapshot, mapped.
 pub(crate) struct Mapped {
     map: memmap2::Mmap,
     count: usize,
     dim: usize,
+    kind: VectorKind,
+    /// Format 4: where the per-vector scales start (the codes follow them at `vectors`).
+    scales: usize,
     vectors: usize,
     ids: usize,
     sentence_ends: usize,
@@ -88,12 +105,29 @@ impl Mapped {
         self.count
     }
 
-    pub(crate) fn vectors(&self) -> &[f32] {
-        let bytes = &self.map[self.vectors..self.vectors + self.count * self.dim * 4];
-        // SAFETY: `open` checked that the region lies in the map, starts 4-aligned (the map is
-        // page-aligned and the offset a multiple of 64) and that the target is little-endian;
-        // every bit pattern is a valid f32.
-        unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<f32>(), self.count * self.dim) }
+    pub(crate) fn stored(&self) -> Stored<'_> {
+        let values = self.count * self.dim;
+        match self.kind {
+            VectorKind::F32 => {
+                let bytes = &self.map[self.vectors..self.vectors + values * 4];
+                // SAFETY: `open` checked that the region lies in the map, starts 4-aligned (the
+                // map is page-aligned and the offset a multiple of 64) and that the target is
+                // little-endian; every bit pattern is a valid f32.
+                Stored::F32(unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<f32>(), values) })
+            }
+            VectorKind::I8 => {
+                let scales = &self.map[self.scales..self.scales + self.count * 4];
+                let codes = &self.map[self.vectors..self.vectors + values];
+                // SAFETY: as above for the scales (they start at the aligned offset); the codes
+                // are bytes, and every byte is a valid i8.
+                unsafe {
+                    Stored::I8 {
+                        codes: std::slice::from_raw_parts(codes.as_ptr().cast::<i8>(), values),
+                        scales: std::slice::from_raw_parts(scales.as_ptr().cast::<f32>(), self.count),
+                    }
+                }
+            }
+        }
     }
 
     fn u64_at(&self, at: usize) -> u64 {
@@ -150,13 +184,15 @@ impl<W: Write> Write for Summing<W> {
     }
 }
 
-/// Writes the items of `index` that are not removed as a format-3 snapshot at `path`.
+/// Writes the items of `index` that are not removed as a format-3 snapshot at `path` (format 4
+/// when the index stores i8 vectors).
 pub(crate) fn write(index: &Index, path: &Path, before_rename: impl FnOnce(&Path) -> std::io::Result<()>) -> Result<()> {
     let io = |e| RetrieveError::io(path, e);
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io)?;
     let mut w = Summing { inner: fsio::AtomicFile::create(path)?, sum: xxhash_rust::xxh3::Xxh3::new() };
-    let header = IndexHeader { format: FORMAT, count: index.len(), ..index.header.clone() };
+    let kind = index.header.vectors;
+    let header = IndexHeader { format: format_for(kind), count: index.len(), ..index.header.clone() };
     let mut header = serde_json::to_vec(&header).map_err(|e| RetrieveError::Invalid(e.to_string()))?;
     while !(12 + header.len()).is_multiple_of(ALIGN) {
         header.push(b' ');
@@ -165,9 +201,40 @@ pub(crate) fn write(index: &Index, path: &Path, before_rename: impl FnOnce(&Path
     w.write_all(&(header.len() as u32).to_le_bytes()).map_err(io)?;
     w.write_all(&header).map_err(io)?;
     let items = index.items();
-    for (v, ..) in items.clone() {
-        for x in v {
-            w.write_all(&x.to_le_bytes()).map_err(io)?;
+    match kind {
+        VectorKind::F32 => {
+            let mut bytes = Vec::with_capacity(index.dim() * 4);
+            for (v, ..) in items.clone() {
+                bytes.clear();
+                bytes.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+                w.write_all(&bytes).map_err(io)?;
+            }
+        }
+        VectorKind::I8 => {
+            // Rows the snapshot already holds as i8 are copied as they are (compaction never
+            // quantises twice); the others are quantised. Scales first (they need the aligned
+            // start), then the codes: each row is read twice, which costs less than holding
+            // every code.
+            let code = |row: usize, codes: &mut Vec<i8>| -> f32 {
+                codes.clear();
+                match index.quantised(row) {
+                    Some((stored, scale)) => {
+                        codes.extend_from_slice(stored);
+                        scale
+                    }
+                    None => quantise(&index.vector(row), codes),
+                }
+            };
+            let (mut codes, mut bytes) = (Vec::with_capacity(index.dim()), Vec::with_capacity(index.dim()));
+            for row in index.live_rows() {
+                w.write_all(&code(row, &mut codes).to_le_bytes()).map_err(io)?;
+            }
+            for row in index.live_rows() {
+                code(row, &mut codes);
+                bytes.clear();
+                bytes.extend(codes.iter().map(|&c| c as u8));
+                w.write_all(&bytes).map_err(io)?;
+            }
         }
     }
     for (_, _, id, _) in items.clone() {
@@ -223,8 +290,12 @@ fn header_len(path: &Path, head: &[u8], file_len: u64) -> Result<usize> {
 
 fn parse_header(path: &Path, bytes: &[u8]) -> Result<IndexHeader> {
     let header: IndexHeader = serde_json::from_slice(bytes).map_err(|e| corrupt(path, format!("bad header: {e}")))?;
-    if header.format > FORMAT || header.format == 0 {
-        return Err(corrupt(path, format!("index format {} is not one this program reads (1 to {FORMAT})", header.format)));
+    if header.format > FORMAT_I8 || header.format == 0 {
+        return Err(corrupt(path, format!("index format {} is not one this program reads (1 to {FORMAT_I8})", header.format)));
+    }
+    let holds = if header.format == FORMAT_I8 { VectorKind::I8 } else { VectorKind::F32 };
+    if header.vectors != holds {
+        return Err(corrupt(path, format!("index format {} cannot hold {:?} vectors", header.format, header.vectors)));
     }
     if header.dim == 0 || header.dim > MAX_DIM {
         return Err(corrupt(path, format!("vector size {} is outside 1..={MAX_DIM}", header.dim)));
@@ -232,7 +303,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<IndexHeader> {
     Ok(header)
 }
 
-/// Opens a snapshot: format 3 mapped, older formats read.
+/// Opens a snapshot: formats 3 and 4 mapped, older formats read.
 pub(crate) fn open(path: &Path) -> Result<(IndexHeader, Rows, Stamp)> {
     let mut f = std::fs::File::open(path).map_err(|e| RetrieveError::io(path, e))?;
     // The identity of the file opened, not of whatever the path names a moment later.
@@ -257,13 +328,18 @@ pub(crate) fn open(path: &Path) -> Result<(IndexHeader, Rows, Stamp)> {
     let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| RetrieveError::io(path, e))?;
     let mapped = layout(path, map, &header, 12 + n)?;
     if cfg!(target_endian = "big") || mapped.map.as_ptr().align_offset(4) != 0 {
-        let owned = Owned {
-            vectors: (0..mapped.count * mapped.dim)
-                .map(|i| {
-                    let b = &mapped.map[mapped.vectors + 4 * i..mapped.vectors + 4 * i + 4];
-                    f32::from_le_bytes([b[0], b[1], b[2], b[3]])
-                })
+        let le_f32 = |at: usize| {
+            let b = &mapped.map[at..at + 4];
+            f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        };
+        let vectors = match mapped.kind {
+            VectorKind::F32 => (0..mapped.count * mapped.dim).map(|i| le_f32(mapped.vectors + 4 * i)).collect(),
+            VectorKind::I8 => (0..mapped.count * mapped.dim)
+                .map(|i| f32::from(mapped.map[mapped.vectors + i] as i8) * le_f32(mapped.scales + 4 * (i / mapped.dim)))
                 .collect(),
+        };
+        let owned = Owned {
+            vectors,
             sentences: (0..mapped.count).map(|r| mapped.sentence(r).to_string()).collect(),
             ids: (0..mapped.count).map(|r| mapped.id(r)).collect(),
             keys: (0..mapped.count).map(|r| mapped.key(r).map(str::to_string)).collect(),
@@ -301,24 +377,32 @@ pub(crate) fn stream_xxh3(path: &Path, f: &mut std::fs::File, n: u64) -> Result<
     Ok(sum.digest())
 }
 
-/// Finds the sections of a format-3 file and checks that they, and every offset table, fit.
+/// Finds the sections of a format-3 or format-4 file and checks that they, and every offset
+/// table, fit.
 fn layout(path: &Path, map: memmap2::Mmap, header: &IndexHeader, start: usize) -> Result<Mapped> {
     let body = map.len() - 8;
-    let (count, dim) = (header.count, header.dim);
+    let (count, dim, kind) = (header.count, header.dim, header.vectors);
     if !start.is_multiple_of(ALIGN) {
         return Err(corrupt(path, "vectors are not aligned"));
     }
-    // Each item takes its vector and three 8-byte entries: a count the file cannot hold is
-    // refused before any size is computed from it.
-    let room = (body - start) / (dim * 4 + 24);
+    // Each item takes its vector (and scale) and three 8-byte entries: a count the file cannot
+    // hold is refused before any size is computed from it.
+    let vector_bytes = match kind {
+        VectorKind::F32 => dim * 4,
+        VectorKind::I8 => dim + 4,
+    };
+    let room = (body - start) / (vector_bytes + 24);
     if count > room {
         return Err(corrupt(path, format!("header says {count} items, but the file holds at most {room}")));
     }
-    let vectors = start;
-    let ids = vectors + count * dim * 4;
+    let (scales, vectors) = match kind {
+        VectorKind::F32 => (start, start),
+        VectorKind::I8 => (start, start + count * 4),
+    };
+    let ids = start + count * vector_bytes;
     let sentence_ends = ids + count * 8;
     let sentence_blob = sentence_ends + count * 8;
-    let mut m = Mapped { map, count, dim, vectors, ids, sentence_ends, sentence_blob, key_ends: 0, key_blob: 0 };
+    let mut m = Mapped { map, count, dim, kind, scales, vectors, ids, sentence_ends, sentence_blob, key_ends: 0, key_blob: 0 };
     let sentence_len = ends_ok(path, &m, sentence_ends, sentence_blob, body, "sentence")?;
     m.key_ends = sentence_blob + sentence_len;
     m.key_blob = m.key_ends + count * 8;

@@ -6,6 +6,8 @@
 //! - the **snapshot** `PATH` ([`file`]): written whole and atomically by `retrieve index` and by
 //!   compaction; format 3 lays the vectors out aligned so that they are memory-mapped, not read:
 //!   opening a large index costs its checksum pass, and a search touches only the pages it reads;
+//!   format 4 does the same with vectors quantised to i8 ([`crate::vectors`]), a quarter of the
+//!   bytes, for indexes created with [`VectorKind::I8`];
 //! - the **journal** `PATH.journal` ([`journal`]): adds and removals since the snapshot, appended
 //!   and synced record by record, so an add costs its own bytes instead of a rewrite of the whole
 //!   index, and a `kill -9` mid-append leaves a torn last record that the next open ignores (the
@@ -26,6 +28,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::search::{self, Hit};
+use crate::vectors::Stored;
+pub use crate::vectors::VectorKind;
 use crate::{Result, RetrieveError};
 use journal::Record;
 
@@ -55,6 +59,10 @@ pub struct IndexHeader {
     /// The last journal record the snapshot already holds.
     #[serde(default)]
     pub journal_seq: u64,
+    /// How the snapshot stores the vectors (items added since, in the journal, are f32 until
+    /// the next compaction).
+    #[serde(default, skip_serializing_if = "VectorKind::is_f32")]
+    pub vectors: VectorKind,
 }
 
 /// The items of a snapshot: read into memory (formats 1 and 2, and new indexes) or mapped.
@@ -127,6 +135,7 @@ impl Index {
             uid: fresh_uid(),
             next_id: 0,
             journal_seq: 0,
+            vectors: VectorKind::F32,
         };
         Self::from_parts(header, Rows::Owned(Owned::default()))
     }
@@ -191,20 +200,40 @@ impl Index {
         }
     }
 
-    /// The vector of row `row`.
-    pub fn vector(&self, row: usize) -> &[f32] {
+    /// The vector of row `row` (dequantised when the snapshot stores i8).
+    pub fn vector(&self, row: usize) -> Cow<'_, [f32]> {
         let (d, b) = (self.header.dim, self.base_len());
         if row < b {
-            &self.base_vectors()[row * d..(row + 1) * d]
+            self.base_vectors().row(d, row)
         } else {
-            &self.tail.vectors[(row - b) * d..(row - b + 1) * d]
+            Cow::Borrowed(&self.tail.vectors[(row - b) * d..(row - b + 1) * d])
         }
     }
 
-    fn base_vectors(&self) -> &[f32] {
+    /// The dot product of row `row`'s vector with `query` (its cosine similarity, both being
+    /// unit vectors), read in place.
+    pub fn score(&self, row: usize, query: &[f32]) -> f32 {
+        let (d, b) = (self.header.dim, self.base_len());
+        if row < b {
+            self.base_vectors().dot(d, row, query)
+        } else {
+            search::dot(&self.tail.vectors[(row - b) * d..(row - b + 1) * d], query)
+        }
+    }
+
+    /// Row `row`'s i8 codes and scale, when the snapshot stores it quantised.
+    pub(crate) fn quantised(&self, row: usize) -> Option<(&[i8], f32)> {
+        let d = self.header.dim;
+        match self.base_vectors() {
+            Stored::I8 { codes, scales } if row < self.base_len() => Some((&codes[row * d..(row + 1) * d], scales[row])),
+            _ => None,
+        }
+    }
+
+    fn base_vectors(&self) -> Stored<'_> {
         match &self.base {
-            Rows::Owned(o) => &o.vectors,
-            Rows::Mapped(m) => m.vectors(),
+            Rows::Owned(o) => Stored::F32(&o.vectors),
+            Rows::Mapped(m) => m.stored(),
         }
     }
 
@@ -269,13 +298,13 @@ impl Index {
 
     /// The vectors of the rows not removed, contiguous (for paraphrase mining), with their rows.
     pub fn live_vectors(&self) -> (Cow<'_, [f32]>, Vec<usize>) {
-        if self.removed.is_empty() && self.tail.len() == 0 {
-            return (Cow::Borrowed(self.base_vectors()), (0..self.rows()).collect());
+        if let (true, 0, Stored::F32(all)) = (self.removed.is_empty(), self.tail.len(), self.base_vectors()) {
+            return (Cow::Borrowed(all), (0..self.rows()).collect());
         }
         let rows: Vec<usize> = self.live_rows().collect();
         let mut v = Vec::with_capacity(rows.len() * self.header.dim);
         for &r in &rows {
-            v.extend_from_slice(self.vector(r));
+            v.extend_from_slice(&self.vector(r));
         }
         (Cow::Owned(v), rows)
     }
@@ -548,7 +577,13 @@ impl Index {
         let keep_tail = |row: usize| !removed.contains(&(row + b));
         let mut parts = search::top_k_batch_keeping(self.base_vectors(), d, queries, k, (!removed.is_empty()).then_some(&keep_base as _));
         if self.tail.len() > 0 {
-            let tail = search::top_k_batch_keeping(&self.tail.vectors, d, queries, k, (!removed.is_empty()).then_some(&keep_tail as _));
+            let tail = search::top_k_batch_keeping(
+                Stored::F32(&self.tail.vectors),
+                d,
+                queries,
+                k,
+                (!removed.is_empty()).then_some(&keep_tail as _),
+            );
             for (p, t) in parts.iter_mut().zip(tail) {
                 p.extend(t.into_iter().map(|h| Hit { index: h.index + b, ..h }));
             }
@@ -562,7 +597,7 @@ impl Index {
     }
 
     /// The items not removed, in order, as the snapshot writer lays them out.
-    pub(crate) fn items(&self) -> impl Iterator<Item = (&[f32], &str, u64, Option<&str>)> + Clone {
+    pub(crate) fn items(&self) -> impl Iterator<Item = (Cow<'_, [f32]>, &str, u64, Option<&str>)> + Clone {
         self.live_rows().map(|r| (self.vector(r), self.sentence(r), self.id(r), self.key(r)))
     }
 }
@@ -733,6 +768,91 @@ mod tests {
         mixed[n..].copy_from_slice(&sum.to_le_bytes());
         std::fs::write(&p, &mixed).unwrap();
         assert!(Index::load(&p).unwrap_err().to_string().contains("checksum"));
+    }
+
+    /// A deterministic unit vector of `dim` values for item `i`.
+    fn unit(i: usize, dim: usize) -> Vec<f32> {
+        let v: Vec<f32> = (0..dim).map(|j| ((i * 31 + j * 17) as f32 * 0.37).sin()).collect();
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.into_iter().map(|x| x / n).collect()
+    }
+
+    /// An index that stores i8 vectors writes format 4 (smaller than format 3), maps it, keeps
+    /// every value within half a step, searches exactly over what it stores (one query and a
+    /// batch alike), and compacts with a journal add without changing the stored values.
+    #[test]
+    fn i8_vectors_round_trip_search_and_compact() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, p32) = (dir.path().join("i8.idx"), dir.path().join("f32.idx"));
+        let (n, dim) = (60, 16);
+        let vectors: Vec<f32> = (0..n).flat_map(|i| unit(i, dim)).collect();
+        let sentences = || (0..n).map(|i| format!("s{i}")).collect::<Vec<_>>();
+        let mut idx = Index::new("abc", dim);
+        idx.header.vectors = VectorKind::I8;
+        idx.extend(sentences(), &vectors).unwrap();
+        idx.create(&p).unwrap();
+        let mut f32_idx = Index::new("abc", dim);
+        f32_idx.extend(sentences(), &vectors).unwrap();
+        f32_idx.create(&p32).unwrap();
+        let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+        // Each vector takes `dim` bytes and a 4-byte scale instead of `4 × dim` bytes (the
+        // headers differ by at most their padding).
+        let saved = size(&p32) as i64 - size(&p) as i64;
+        assert!((saved - (n * (3 * dim - 4)) as i64).abs() <= 64, "{} bytes against {}", size(&p), size(&p32));
+
+        let back = Index::load(&p).unwrap();
+        assert!(back.is_mapped());
+        assert_eq!((back.header.format, back.header.vectors, back.len()), (4, VectorKind::I8, n));
+        for r in 0..n {
+            let original = &vectors[r * dim..(r + 1) * dim];
+            let step = original.iter().fold(0f32, |m, x| m.max(x.abs())) / 127.0;
+            for (a, b) in back.vector(r).iter().zip(original) {
+                assert!((a - b).abs() <= step / 2.0 + 1e-6, "row {r}: {a} for {b}");
+            }
+            assert_eq!(back.sentence(r), format!("s{r}"));
+        }
+        let queries: Vec<f32> = (100..106).flat_map(|i| unit(i, dim)).collect();
+        let stored: Vec<f32> = (0..n).flat_map(|r| back.vector(r).to_vec()).collect();
+        let batch = back.top_k_batch(&queries, 7);
+        for (qi, q) in queries.chunks(dim).enumerate() {
+            let naive = search::top_k_naive(&stored, dim, q, 7);
+            let one = back.top_k(q, 7);
+            assert_eq!(one.iter().map(|h| h.index).collect::<Vec<_>>(), naive.iter().map(|h| h.index).collect::<Vec<_>>());
+            for ((a, b), c) in one.iter().zip(&naive).zip(&batch[qi]) {
+                assert!((a.score - b.score).abs() < 1e-5 && (c.score - b.score).abs() < 1e-5);
+                assert!((back.score(a.index, q) - a.score).abs() < 1e-6);
+            }
+        }
+
+        let mut grown = Index::load(&p).unwrap();
+        grown.append(&p, vec![keyed("added", Some("k"))], &unit(999, dim)).unwrap();
+        assert_eq!(&*grown.vector(n), &unit(999, dim)[..], "the journal keeps f32 until compaction");
+        grown.compact(&p).unwrap();
+        assert_eq!(grown.header.vectors, VectorKind::I8);
+        for r in 0..n {
+            assert_eq!(grown.vector(r), back.vector(r), "row {r} changed in compaction");
+        }
+        assert_eq!((grown.len(), grown.sentence(n), grown.key(n)), (n + 1, "added", Some("k")));
+    }
+
+    /// A format number that does not match the vectors the header names is refused.
+    #[test]
+    fn format_and_vector_kind_must_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("i.idx");
+        let mut idx = sample();
+        idx.header.vectors = VectorKind::I8;
+        idx.save(&p).unwrap();
+        assert_eq!(Index::load(&p).unwrap().len(), 2);
+        let bytes = std::fs::read(&p).unwrap();
+        let (from, to) = (b"\"format\":4", b"\"format\":3");
+        let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
+        let mut body = bytes[..bytes.len() - 8].to_vec();
+        body.splice(at..at + from.len(), to.iter().copied());
+        let sum = xxhash_rust::xxh3::xxh3_64(&body);
+        body.extend_from_slice(&sum.to_le_bytes());
+        std::fs::write(&p, &body).unwrap();
+        assert!(Index::load(&p).unwrap_err().to_string().contains("cannot hold"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use anyhow::bail;
 use clap::{Parser, Subcommand};
 use encoder::Backend;
 use retrieve::store::MilvusUrl;
-use retrieve::{SearchMode, StoreUrl};
+use retrieve::{SearchMode, StoreUrl, VectorKind};
 
 /// Find the stored questions nearest to a new one, with duplicate verdicts from a twin-LSTM
 /// model.
@@ -102,6 +102,11 @@ pub(crate) enum Command {
         /// Build the approximate-search graph (PATH.hnsw): auto from 50,000 sentences on.
         #[arg(long, value_enum, default_value_t = SearchMode::Auto)]
         graph: SearchMode,
+        /// How the index file stores vectors: f32 (exact), or i8 (one byte per value and a
+        /// scale per vector: a quarter of the size, for very large indexes; similarities move
+        /// slightly, so a hit right at the duplicate threshold can flip).
+        #[arg(long, value_enum, default_value_t = VectorKind::F32, conflicts_with = "store")]
+        vectors: VectorKind,
     },
     /// Append sentences to an existing index without re-embedding what it holds.
     Add {

@@ -27,7 +27,9 @@ fn run() -> anyhow::Result<()> {
     match cli.command {
         None => query::run_search(&common, &cli.search),
         Some(Command::Search(args)) => query::run_search(&common, &args),
-        Some(Command::Index { file, column, index, store, graph }) => modify::run_index(&common, file, column, index, store, graph),
+        Some(Command::Index { file, column, index, store, graph, vectors }) => {
+            modify::run_index(&common, file, column, index, store, graph, vectors)
+        }
         Some(Command::Add { file, column, index, store, key_column }) => modify::run_add(&common, file, column, index, store, key_column),
         Some(Command::Delete { ids, index, store }) => modify::run_delete(ids, index, store),
         Some(Command::Compact { index }) => modify::run_compact(&common, index),

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::bail;
 use fsio::{check_output, escape_terminal, warn};
 use retrieve::store::MilvusUrl;
-use retrieve::{corpus, Ann, Index, MilvusStore, NewItem, SearchMode, Store, StoreUrl};
+use retrieve::{corpus, Ann, Index, MilvusStore, NewItem, SearchMode, Store, StoreUrl, VectorKind};
 
 use crate::cli::{target, Common, Target};
 use crate::context::{bar, build_graph, load_embedder, lock_index};
@@ -19,6 +19,7 @@ pub(crate) fn run_index(
     index: Option<PathBuf>,
     store: Option<StoreUrl>,
     graph: SearchMode,
+    vectors: VectorKind,
 ) -> anyhow::Result<()> {
     let index = match store {
         Some(StoreUrl::Milvus(url)) => return run_index_milvus(common, &file, column.as_deref(), &url),
@@ -36,6 +37,7 @@ pub(crate) fn run_index(
     let mut idx = corpus::build_index(&embedder, sentences, |n| pb.inc(n as u64))?;
     pb.finish_and_clear();
     idx.header.source_hash = Some(corpus::file_hash(&file)?);
+    idx.header.vectors = vectors;
     let _lock = lock_index(&out)?;
     idx.create(&out)?;
     if graph.uses_graph(idx.len()) {
