@@ -161,6 +161,13 @@ impl Ann {
         Ok(())
     }
 
+    /// The parameters of the graph saved beside `index_path`, whichever snapshot it covers: what
+    /// a rebuild (after compaction) keeps.
+    pub fn saved_params(index_path: &Path) -> Option<AnnParams> {
+        let text = std::fs::read_to_string(fsio::sibling(index_path, ".hnsw.json")).ok()?;
+        serde_json::from_str::<Meta>(&text).ok().map(|m| m.params)
+    }
+
     /// Loads the graph saved beside `index_path` if it covers `index`'s snapshot, then brings it
     /// up to date with the journal (the items added and removed since). `Ok(None)`: there is no
     /// such graph, or it is stale.

@@ -7,7 +7,7 @@ use anyhow::bail;
 use clap::{Parser, Subcommand};
 use encoder::Backend;
 use retrieve::store::MilvusUrl;
-use retrieve::{SearchMode, StoreUrl, VectorKind};
+use retrieve::{AnnParams, SearchMode, StoreUrl, VectorKind};
 
 /// Find the stored questions nearest to a new one, with duplicate verdicts from a twin-LSTM
 /// model.
@@ -102,6 +102,14 @@ pub(crate) enum Command {
         /// Build the approximate-search graph (PATH.hnsw): auto from 50,000 sentences on.
         #[arg(long, value_enum, default_value_t = SearchMode::Auto)]
         graph: SearchMode,
+        /// Links per item in the search graph (HNSW's M): fewer make a smaller graph file and a
+        /// faster build, and find a little less; kept when `compact` rebuilds the graph.
+        #[arg(long, default_value_t = AnnParams::default().connectivity as u64, value_parser = clap::value_parser!(u64).range(2..=256))]
+        graph_links: u64,
+        /// Candidates kept while building the search graph (HNSW's efConstruction): fewer build
+        /// faster and find a little less.
+        #[arg(long, default_value_t = AnnParams::default().expansion_add as u64, value_parser = clap::value_parser!(u64).range(8..=4096))]
+        graph_candidates: u64,
         /// How the index file stores vectors: f32 (exact), or i8 (one byte per value and a
         /// scale per vector: a quarter of the size, for very large indexes; similarities move
         /// slightly, so a hit right at the duplicate threshold can flip).

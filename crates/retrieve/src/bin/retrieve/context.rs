@@ -59,10 +59,10 @@ pub(crate) fn load_embedder(common: &Common) -> anyhow::Result<Embedder> {
     Embedder::for_backend(package, common.backend).map_err(anyhow::Error::msg)
 }
 
-/// Builds the graph of `idx` (stored at `path`) and saves it beside the index.
-pub(crate) fn build_graph(common: &Common, path: &Path, idx: &Index) -> anyhow::Result<Ann> {
+/// Builds the graph of `idx` (stored at `path`) with `params` and saves it beside the index.
+pub(crate) fn build_graph(common: &Common, path: &Path, idx: &Index, params: AnnParams) -> anyhow::Result<Ann> {
     let pb = bar(common.quiet, Some(idx.len() as u64), "building search graph");
-    let ann = Ann::build(idx, AnnParams::default(), |n| pb.inc(n as u64))?;
+    let ann = Ann::build(idx, params, |n| pb.inc(n as u64))?;
     pb.finish_and_clear();
     ann.save(path, idx)?;
     Ok(ann)
@@ -79,7 +79,8 @@ pub(crate) fn open_graph(common: &Common, path: &Path, idx: &Index, build: bool,
         }
         None => {
             let pb = bar(common.quiet, Some(idx.len() as u64), "building search graph");
-            let ann = Ann::load_or_build(path, idx, AnnParams::default(), |n| pb.inc(n as u64))?;
+            let params = Ann::saved_params(path).unwrap_or_default();
+            let ann = Ann::load_or_build(path, idx, params, |n| pb.inc(n as u64))?;
             pb.finish_and_clear();
             ann
         }

@@ -6,10 +6,20 @@ use std::time::Instant;
 use anyhow::bail;
 use fsio::{check_output, escape_terminal, warn};
 use retrieve::store::MilvusUrl;
-use retrieve::{corpus, Ann, Index, MilvusStore, NewItem, SearchMode, Store, StoreUrl, VectorKind};
+use retrieve::{corpus, Ann, AnnParams, Index, MilvusStore, NewItem, SearchMode, Store, StoreUrl, VectorKind};
 
 use crate::cli::{target, Common, Target};
 use crate::context::{bar, build_graph, load_embedder, lock_index};
+
+/// How `retrieve index` lays out a new local index.
+pub(crate) struct Layout {
+    /// Whether to build the search graph.
+    pub(crate) graph: SearchMode,
+    /// The graph's settings.
+    pub(crate) graph_params: AnnParams,
+    /// How the snapshot stores vectors.
+    pub(crate) vectors: VectorKind,
+}
 
 /// `retrieve index FILE`: a new index (or, with `--store milvus://…`, a new collection).
 pub(crate) fn run_index(
@@ -18,8 +28,7 @@ pub(crate) fn run_index(
     column: Option<String>,
     index: Option<PathBuf>,
     store: Option<StoreUrl>,
-    graph: SearchMode,
-    vectors: VectorKind,
+    layout: Layout,
 ) -> anyhow::Result<()> {
     let index = match store {
         Some(StoreUrl::Milvus(url)) => return run_index_milvus(common, &file, column.as_deref(), &url),
@@ -37,11 +46,11 @@ pub(crate) fn run_index(
     let mut idx = corpus::build_index(&embedder, sentences, |n| pb.inc(n as u64))?;
     pb.finish_and_clear();
     idx.header.source_hash = Some(corpus::file_hash(&file)?);
-    idx.header.vectors = vectors;
+    idx.header.vectors = layout.vectors;
     let _lock = lock_index(&out)?;
     idx.create(&out)?;
-    if graph.uses_graph(idx.len()) {
-        build_graph(common, &out, &idx)?;
+    if layout.graph.uses_graph(idx.len()) {
+        build_graph(common, &out, &idx, layout.graph_params)?;
     }
     warn!("indexed {} sentences into {}", idx.len(), escape_terminal(&out.display().to_string()));
     Ok(())
@@ -138,7 +147,8 @@ pub(crate) fn run_compact(common: &Common, index: PathBuf) -> anyhow::Result<()>
     let mut idx = Index::load(&index)?;
     idx.compact(&index)?;
     if SearchMode::Auto.uses_graph(idx.len()) || Ann::path_for(&index).exists() {
-        build_graph(common, &index, &idx)?;
+        // The graph is rebuilt as it was built.
+        build_graph(common, &index, &idx, Ann::saved_params(&index).unwrap_or_default())?;
     }
     warn!("compacted {}: {} items", escape_terminal(&index.display().to_string()), idx.len());
     Ok(())
