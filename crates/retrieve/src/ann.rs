@@ -28,7 +28,7 @@ pub const APPROX_FROM: usize = 50_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SearchMode {
-    /// Approximate from [`APPROX_FROM`] items on, exact below.
+    /// Approximate from 50,000 items on, exact below.
     #[default]
     Auto,
     /// Every stored vector, always.

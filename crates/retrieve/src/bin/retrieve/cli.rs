@@ -103,11 +103,12 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value_t = SearchMode::Auto)]
         graph: SearchMode,
         /// Links per item in the search graph (HNSW's M): fewer make a smaller graph file and a
-        /// faster build, and find a little less; kept when `compact` rebuilds the graph.
+        /// faster build, but searches can miss many true neighbours; kept when `compact`
+        /// rebuilds the graph.
         #[arg(long, default_value_t = AnnParams::default().connectivity as u64, value_parser = clap::value_parser!(u64).range(2..=256))]
         graph_links: u64,
         /// Candidates kept while building the search graph (HNSW's efConstruction): fewer build
-        /// faster and find a little less.
+        /// faster, and searches then miss more true neighbours.
         #[arg(long, default_value_t = AnnParams::default().expansion_add as u64, value_parser = clap::value_parser!(u64).range(8..=4096))]
         graph_candidates: u64,
         /// How the index file stores vectors: f32 (exact), or i8 (one byte per value and a
