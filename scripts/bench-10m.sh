@@ -12,7 +12,7 @@
 #   - measure, in a fresh process that opens the index as `retrieve serve` does: single-query
 #     search latency p50/p90/p99 on one thread (no HTTP, no encoding: the vectors are
 #     synthetic), recall@10 against exact search over the same stored vectors, RSS, disk.
-# Needs about 6 GB of memory per 10M vectors of 128 dimensions while building.
+# While building it holds every generated vector as f32 (N × dim × 4 bytes) beside the graph.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-10000000}"

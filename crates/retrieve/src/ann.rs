@@ -164,17 +164,14 @@ impl Ann {
     /// The parameters of the graph saved beside `index_path`, whichever snapshot it covers: what
     /// a rebuild (after compaction) keeps.
     pub fn saved_params(index_path: &Path) -> Option<AnnParams> {
-        let text = std::fs::read_to_string(fsio::sibling(index_path, ".hnsw.json")).ok()?;
-        serde_json::from_str::<Meta>(&text).ok().map(|m| m.params)
+        read_meta(index_path).map(|m| m.params)
     }
 
     /// Loads the graph saved beside `index_path` if it covers `index`'s snapshot, then brings it
     /// up to date with the journal (the items added and removed since). `Ok(None)`: there is no
     /// such graph, or it is stale.
     pub fn load(index_path: &Path, index: &Index, snapshot: (u64, u64)) -> Result<Option<Self>> {
-        let meta_path = fsio::sibling(index_path, ".hnsw.json");
-        let Ok(text) = std::fs::read_to_string(&meta_path) else { return Ok(None) };
-        let Ok(meta) = serde_json::from_str::<Meta>(&text) else { return Ok(None) };
+        let Some(meta) = read_meta(index_path) else { return Ok(None) };
         if (meta.uid, meta.journal_seq) != snapshot || meta.dim != index.dim() {
             return Ok(None);
         }
@@ -276,6 +273,12 @@ impl Ann {
         hits.truncate(k);
         Ok(hits)
     }
+}
+
+/// The record `PATH.hnsw.json` beside the index at `index_path`, if there is a readable one.
+fn read_meta(index_path: &Path) -> Option<Meta> {
+    let text = std::fs::read_to_string(fsio::sibling(index_path, ".hnsw.json")).ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 fn file_checksum(path: &Path) -> Result<u64> {

@@ -71,6 +71,14 @@ impl<'a> Stored<'a> {
         }
     }
 
+    /// Row `row`'s i8 codes and scale, when these rows are quantised.
+    pub(crate) fn quantised(&self, dim: usize, row: usize) -> Option<(&'a [i8], f32)> {
+        match *self {
+            Stored::F32(_) => None,
+            Stored::I8 { codes, scales } => Some((&codes[row * dim..(row + 1) * dim], scales[row])),
+        }
+    }
+
     /// Dot product of row `row` with `query`, without copying the row.
     pub(crate) fn dot(&self, dim: usize, row: usize, query: &[f32]) -> f32 {
         match *self {

@@ -18,9 +18,10 @@
 //! ```
 //!
 //! Format 4 is format 3 with i8 vectors (header `"vectors": "i8"`): a program that reads only
-//! format 3 refuses it by its number instead of misreading it. Formats 3 and 4 are memory-mapped: opening one streams it once through the checksum (with
-//! `read`, so the pages do not count against the process) and checks every size and offset
-//! table; the vectors and sentences are then read in place. Formats 1 and 2 (no ids: an item's
+//! format 3 refuses it by its number instead of misreading it. Formats 3 and 4 are
+//! memory-mapped: opening one streams it once through the checksum (with `read`, so the pages do
+//! not count against the process) and checks every size and offset table; the vectors and
+//! sentences are then read in place. Formats 1 and 2 (no ids: an item's
 //! id is its row) are read into memory and still load; every write is format 3, or 4 for an
 //! index that stores i8 vectors.
 //!

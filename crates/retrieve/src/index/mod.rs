@@ -213,21 +213,17 @@ impl Index {
     /// The dot product of row `row`'s vector with `query` (its cosine similarity, both being
     /// unit vectors), read in place.
     pub fn score(&self, row: usize, query: &[f32]) -> f32 {
-        let (d, b) = (self.header.dim, self.base_len());
-        if row < b {
-            self.base_vectors().dot(d, row, query)
+        if row < self.base_len() {
+            self.base_vectors().dot(self.header.dim, row, query)
         } else {
-            search::dot(&self.tail.vectors[(row - b) * d..(row - b + 1) * d], query)
+            // A journal row: borrowed, not copied.
+            search::dot(&self.vector(row), query)
         }
     }
 
     /// Row `row`'s i8 codes and scale, when the snapshot stores it quantised.
     pub(crate) fn quantised(&self, row: usize) -> Option<(&[i8], f32)> {
-        let d = self.header.dim;
-        match self.base_vectors() {
-            Stored::I8 { codes, scales } if row < self.base_len() => Some((&codes[row * d..(row + 1) * d], scales[row])),
-            _ => None,
-        }
+        (row < self.base_len()).then(|| self.base_vectors().quantised(self.header.dim, row)).flatten()
     }
 
     fn base_vectors(&self) -> Stored<'_> {

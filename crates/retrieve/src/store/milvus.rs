@@ -101,6 +101,8 @@ const ID_BATCH: usize = 1000;
 const VISIBLE_WITHIN: Duration = Duration::from_secs(60);
 /// Attempts of a request that may be repeated.
 const ATTEMPTS: u32 = 5;
+/// Pause before the second attempt; each later pause doubles it.
+const FIRST_PAUSE: Duration = Duration::from_millis(100);
 
 /// How inserts reach the server.
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -528,8 +530,8 @@ impl MilvusStore {
     }
 }
 
-/// Sends with `send` until it succeeds, fails for good or [`ATTEMPTS`] are spent, waiting 100 ms
-/// and doubling between attempts. A failed connection is always tried again (nothing was sent);
+/// Sends with `send` until it succeeds, fails for good or [`ATTEMPTS`] are spent, pausing
+/// [`FIRST_PAUSE`], then twice as long each time, between attempts. A failed connection is always tried again (nothing was sent);
 /// with [`Retry::Idempotent`] also a broken exchange and an answer `server_error` rejects.
 /// Answers the last outcome and, after more than one attempt, " (tried N times)" for messages.
 fn retrying<T>(
@@ -537,7 +539,7 @@ fn retrying<T>(
     server_error: impl Fn(&T) -> bool,
     mut send: impl FnMut() -> std::result::Result<T, Failure>,
 ) -> (std::result::Result<T, Failure>, String) {
-    let mut pause = Duration::from_millis(100);
+    let mut pause = FIRST_PAUSE;
     let mut attempt = 1;
     loop {
         let sent = send();
