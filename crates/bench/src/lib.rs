@@ -20,7 +20,6 @@ pub mod synthetic;
 use std::path::Path;
 use std::time::Instant;
 
-use burn::optim::AdamConfig;
 use burn::prelude::*;
 use data::{load_pairs, LoadOptions, Pair, PairFormat};
 use encoder::embed::embed_texts;
@@ -141,7 +140,8 @@ pub fn train_pairs_per_sec(q: &QuoraData, backend: Backend, batch: usize, d_hidd
     let device = device_of(backend)?.autodiff();
     device.seed(42);
     let mut model = Trainable { twin: TwinEncoder { encoder: q.encoder(d_hidden, &device) }, head: None, projection: None };
-    let mut optim = AdamConfig::new().init();
+    // The optimiser training uses on this backend (without gradient clipping).
+    let mut optim = trainer::adam(backend, 0.0);
     let objective = Objective { losses: vec![LossSpec::new(LossKind::Contrastive)], energy: Energy::Euclidean, margin: 1.0 };
     let encoded = EncodedPairs::new(&q.tokenizer, &q.pairs)?;
     // Length-bucketed batches exactly as the trainer makes them (windows of 50 batches), so a

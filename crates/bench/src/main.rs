@@ -47,6 +47,11 @@ struct Args {
     /// Workloads to run, comma separated: train, encode, search.
     #[arg(long, value_delimiter = ',', default_value = "train,encode,search")]
     only: Vec<String>,
+    /// Thread counts of the training scaling table, comma separated (default: 1, 2, 4, … up to
+    /// the cores, and the cores): the training workload of each CPU backend again on that many
+    /// threads. `none` leaves the table out.
+    #[arg(long, value_delimiter = ',')]
+    threads: Vec<String>,
     /// Write all measurements here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -76,9 +81,13 @@ fn run_child(args: &Args, what: &str) -> anyhow::Result<Measurement> {
     })
 }
 
-fn spawn(args: &Args, what: &str) -> anyhow::Result<Measurement> {
+fn spawn(args: &Args, what: &str, threads: Option<usize>) -> anyhow::Result<Measurement> {
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
+    if let Some(n) = threads {
+        // The size of rayon's global pool, which every kernel of a training step runs on.
+        cmd.env("RAYON_NUM_THREADS", n.to_string());
+    }
     cmd.arg("--child").arg(what);
     cmd.arg("--data-dir").arg(&args.data_dir).arg("--embeddings-dir").arg(&args.embeddings_dir);
     cmd.arg("--seconds").arg(args.seconds.to_string());
@@ -98,6 +107,42 @@ fn print_table(ms: &[Measurement]) -> std::io::Result<()> {
     for m in ms {
         let rss = m.peak_rss_mib.map_or("-".to_string(), |r| format!("{r:.0} MiB"));
         fsio::say!("{:<16} {:<8} {:>12.0} {:<12} {:>10}  {}", m.name, m.backend, m.value, m.unit, rss, m.detail)?;
+    }
+    Ok(())
+}
+
+/// The thread counts of the scaling table: as given, or 1, 2, 4, … below `cores`, then `cores`.
+fn thread_counts(given: &[String], cores: usize) -> anyhow::Result<Vec<usize>> {
+    if given.iter().any(|t| t == "none") {
+        return Ok(Vec::new());
+    }
+    if !given.is_empty() {
+        return given
+            .iter()
+            .map(|t| match t.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => bail!("--threads: {t:?} is not a thread count (a whole number from 1, or none)"),
+            })
+            .collect();
+    }
+    let mut counts: Vec<usize> = std::iter::successors(Some(1usize), |n| n.checked_mul(2)).take_while(|&n| n < cores).collect();
+    counts.push(cores.max(1));
+    Ok(counts)
+}
+
+/// Training throughput per thread count, and its speed-up over the first row of its backend.
+fn print_scaling(rows: &[(usize, Measurement)]) -> std::io::Result<()> {
+    fsio::say!()?;
+    fsio::say!("{:<8} {:>8} {:>12} {:>9} {:>10}", "backend", "threads", "pairs/s", "speed-up", "per core")?;
+    let mut base: Option<(&str, f64, usize)> = None;
+    for (threads, m) in rows {
+        if base.is_none_or(|(b, _, _)| b != m.backend) {
+            base = Some((&m.backend, m.value, *threads));
+        }
+        let (_, first, first_threads) = base.unwrap_or_default();
+        let speedup = m.value / first.max(f64::MIN_POSITIVE);
+        let per_core = speedup * first_threads as f64 / *threads as f64;
+        fsio::say!("{:<8} {:>8} {:>12.0} {:>8.2}x {:>9.0}%", m.backend, threads, m.value, speedup, 100.0 * per_core)?;
     }
     Ok(())
 }
@@ -122,6 +167,8 @@ fn print_ratios(ours: &[Measurement], theirs: &[Measurement]) -> std::io::Result
 }
 
 fn main() -> std::process::ExitCode {
+    // As `train` does, so the bench times the step that training runs.
+    trainer::memory::keep_freed_buffers();
     fsio::exit(run())
 }
 
@@ -143,9 +190,27 @@ fn run() -> anyhow::Result<()> {
     let mut ms = Vec::new();
     for what in &plan {
         fsio::warn!("running {what} ...");
-        ms.push(spawn(&args, what)?);
+        ms.push(spawn(&args, what, None)?);
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut scaling = Vec::new();
+    if args.only.iter().any(|w| w == "train") {
+        for backend in args.backends.iter().filter(|b| !matches!(b, Backend::Wgpu)) {
+            for threads in thread_counts(&args.threads, cores)? {
+                let what = format!("train:{backend}");
+                fsio::warn!("running {what} on {threads} threads ...");
+                let mut m = spawn(&args, &what, Some(threads))?;
+                m.name = "train-threads".into();
+                m.detail = format!("{threads} threads; {}", m.detail);
+                scaling.push((threads, m));
+            }
+        }
     }
     print_table(&ms)?;
+    if !scaling.is_empty() {
+        print_scaling(&scaling)?;
+        ms.extend(scaling.into_iter().map(|(_, m)| m));
+    }
     if let Some(path) = &args.json {
         let mut file = fsio::AtomicFile::create(path)?;
         std::io::Write::write_all(&mut file, serde_json::to_string_pretty(&ms)?.as_bytes())
@@ -159,4 +224,22 @@ fn run() -> anyhow::Result<()> {
         print_ratios(&ms, &theirs)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thread_counts;
+
+    #[test]
+    fn thread_counts_double_up_to_the_cores() {
+        let none: [String; 0] = [];
+        assert_eq!(thread_counts(&none, 1).unwrap(), [1]);
+        assert_eq!(thread_counts(&none, 2).unwrap(), [1, 2]);
+        assert_eq!(thread_counts(&none, 16).unwrap(), [1, 2, 4, 8, 16]);
+        assert_eq!(thread_counts(&none, 6).unwrap(), [1, 2, 4, 6]);
+        assert_eq!(thread_counts(&["3".into(), "1".into()], 16).unwrap(), [3, 1]);
+        assert!(thread_counts(&["none".into()], 16).unwrap().is_empty());
+        let err = thread_counts(&["0".into()], 16).unwrap_err().to_string();
+        assert!(err.contains("\"0\" is not a thread count"), "{err}");
+    }
 }

@@ -21,11 +21,12 @@
 pub mod config;
 pub mod distill;
 mod fit;
+pub mod memory;
 pub mod plot;
 pub mod verdicts;
 
 pub use fit::{
-    bucketed_batches, evaluate, graded_on, heldout_pairs, load_scaled, pair_distances, pair_scores, retrieval_on, train, train_step,
+    adam, bucketed_batches, evaluate, graded_on, heldout_pairs, load_scaled, pair_distances, pair_scores, retrieval_on, train, train_step,
     EncodedPairs, EpochMetrics, EvalOptions, EvalReport, HeldoutPart, Objective, StepOutcome, TrainReport, TrainRun, Trainable,
 };
 

@@ -80,7 +80,7 @@ fn lengths(mask: &[f32], b: usize, t: usize) -> Vec<usize> {
 /// Everything the backward pass reads: the forward's buffers and the weights it used.
 #[derive(Debug)]
 pub(crate) struct LstmState {
-    saved: Saved,
+    saved: Vec<Saved>,
     w_input: Vec<f32>,
     w_hidden: Vec<f32>,
     bias: Vec<f32>,

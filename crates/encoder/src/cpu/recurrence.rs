@@ -9,8 +9,9 @@
 //!   are still reading, so padded steps cost nothing (PyTorch's packed sequences do the same);
 //! - the input projection of every real token is one `[N, d] × [d, 4h]` matmul, each step one
 //!   `[n, h] × [h, 4h]` matmul added in place, and the four gates are one pass over that row;
-//! - a step's rows are split into one block per thread (rayon); each block runs its own slice of
-//!   the step's matmul (single-threaded `gemm`) and its gate loop, so a step costs one join;
+//! - training deals the batch's rows into one shard per thread ([`shards`]), and each thread runs
+//!   every step of its shard, so a pass costs one join; a batch too small to shard splits each
+//!   step's rows into one block per thread instead (a join per step), as inference may;
 //! - the backward pass is hand-derived back-propagation through time, with one matmul per step
 //!   for the recurrent gradient and one each for the weight gradients of the whole sequence.
 //!
@@ -57,7 +58,12 @@ pub(crate) struct Packing {
 impl Packing {
     /// Packs a batch whose rows have `lengths` real tokens (right-padded to any width).
     pub(crate) fn new(lengths: &[usize], reverse: bool) -> Self {
-        let mut order: Vec<usize> = (0..lengths.len()).collect();
+        Self::of_rows(lengths, (0..lengths.len()).collect(), reverse)
+    }
+
+    /// Packs the batch rows `rows` alone (a shard of the batch; `lengths` covers the whole
+    /// batch): `order` then maps sorted positions to rows of the whole batch.
+    pub(crate) fn of_rows(lengths: &[usize], mut order: Vec<usize>, reverse: bool) -> Self {
         order.sort_by_key(|&r| std::cmp::Reverse(lengths[r]));
         let lens: Vec<usize> = order.iter().map(|&r| lengths[r]).collect();
         let max = lens.first().copied().unwrap_or(0);
@@ -173,14 +179,62 @@ fn step(
     }
 }
 
+/// Fewest rows a training shard gets: below this, a shard's per-step matrix products are too
+/// small to be worth a thread of their own.
+const SHARD_ROWS: usize = 8;
+
+/// The rows of a training batch dealt into at most `threads` shards, each run start to end by one
+/// thread: sorted longest first and dealt back and forth (0, 1, …, n−1, n−1, …, 0), so every
+/// shard gets rows of every length and about the same number of tokens. A batch with fewer than
+/// two shards' worth of rows stays whole.
+pub(crate) fn shards(lengths: &[usize], threads: usize) -> Vec<Vec<usize>> {
+    let count = threads.min(lengths.len() / SHARD_ROWS).max(1);
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&r| std::cmp::Reverse(lengths[r]));
+    let mut out = vec![Vec::with_capacity(lengths.len().div_ceil(count)); count];
+    for (i, row) in order.into_iter().enumerate() {
+        let (round, j) = (i / count, i % count);
+        out[if round % 2 == 0 { j } else { count - 1 - j }].push(row);
+    }
+    out
+}
+
 /// Runs the LSTM over `input` `[B, T, d]` whose rows have `lengths` real tokens. Returns every
 /// step's hidden state `[B, T, h]` (zero on padding) and, with `save`, what the backward pass
-/// needs.
-pub(crate) fn forward(input: &[f32], lengths: &[usize], t: usize, w: Weights<'_>, reverse: bool, save: bool) -> (Vec<f32>, Option<Saved>) {
+/// needs, one [`Saved`] per shard.
+///
+/// Rows of an LSTM never meet, so the batch is split into [`shards`], one per rayon thread, and
+/// each shard runs all its steps without waiting for the others: one join per pass, where
+/// splitting each step's rows costs one join per step (and that is what a batch too small to
+/// shard still does). A row gets the outputs it gets alone, whatever its shard (tested to 1e-5).
+pub(crate) fn forward(
+    input: &[f32],
+    lengths: &[usize],
+    t: usize,
+    w: Weights<'_>,
+    reverse: bool,
+    save: bool,
+) -> (Vec<f32>, Option<Vec<Saved>>) {
+    let shards = shards(lengths, rayon::current_num_threads());
+    let whole = shards.len() == 1;
+    let run = |rows: Vec<usize>| forward_shard(input, t, w, Packing::of_rows(lengths, rows, reverse), whole);
+    let saved: Vec<Saved> = if whole { shards.into_iter().map(run).collect() } else { shards.into_par_iter().map(run).collect() };
+    let h = w.h;
+    let mut out = vec![0f32; lengths.len() * t * h];
+    for shard in &saved {
+        shard.packing.for_each(|p, row, time| {
+            let dst = (row * t + time) * h;
+            out[dst..dst + h].copy_from_slice(&shard.hidden[p * h..(p + 1) * h]);
+        });
+    }
+    (out, save.then_some(saved))
+}
+
+/// The forward pass of the rows `packing` holds. `parallel` splits the input projection and each
+/// large step over rayon's threads (for a batch run as one shard).
+fn forward_shard(input: &[f32], t: usize, w: Weights<'_>, packing: Packing, parallel: bool) -> Saved {
     let (d, h) = (w.d, w.h);
-    let b = lengths.len();
     let g4 = 4 * h;
-    let packing = Packing::new(lengths, reverse);
     let total = packing.total;
     let mut inputs = vec![0f32; total * d];
     packing.for_each(|p, row, time| {
@@ -192,11 +246,11 @@ pub(crate) fn forward(input: &[f32], lengths: &[usize], t: usize, w: Weights<'_>
     for row in gates.chunks_exact_mut(g4) {
         row.copy_from_slice(w.bias);
     }
-    matmul(total, d, g4, (&inputs, d as isize, 1), (w.w_input, g4 as isize, 1), true, &mut gates, g4 as isize, true);
+    matmul(total, d, g4, (&inputs, d as isize, 1), (w.w_input, g4 as isize, 1), true, &mut gates, g4 as isize, parallel);
 
     let mut cells = vec![0f32; total * h];
     let mut hidden = vec![0f32; total * h];
-    let zeros = vec![0f32; b * h];
+    let zeros = vec![0f32; packing.order.len() * h];
     let mut prev_offset = 0;
     for (s, &(offset, n)) in packing.steps.iter().enumerate() {
         let (cells_before, cells_now) = cells.split_at_mut(offset * h);
@@ -207,17 +261,10 @@ pub(crate) fn forward(input: &[f32], lengths: &[usize], t: usize, w: Weights<'_>
             (&zeros[..n * h], &zeros[..n * h])
         };
         let z = &mut gates[offset * g4..(offset + n) * g4];
-        step(s == 0, z, &mut cells_now[..n * h], &mut hidden_now[..n * h], c_prev, h_prev, w.w_hidden, h, true);
+        step(s == 0, z, &mut cells_now[..n * h], &mut hidden_now[..n * h], c_prev, h_prev, w.w_hidden, h, parallel);
         prev_offset = offset;
     }
-
-    let mut out = vec![0f32; b * t * h];
-    packing.for_each(|p, row, time| {
-        let dst = (row * t + time) * h;
-        out[dst..dst + h].copy_from_slice(&hidden[p * h..(p + 1) * h]);
-    });
-    let saved = save.then_some(Saved { packing, inputs, gates, cells, hidden });
-    (out, saved)
+    Saved { packing, inputs, gates, cells, hidden }
 }
 
 /// The recurrence alone, for inference: `gates` holds every real token's input projection plus
@@ -249,8 +296,42 @@ pub(crate) fn infer(
 }
 
 /// Back-propagates `grad_output` `[B, T, h]` (the gradient of every step's hidden state; padding
-/// entries are ignored) through the pass that produced `saved`.
-pub(crate) fn backward(saved: &Saved, grad_output: &[f32], t: usize, w: Weights<'_>) -> Grads {
+/// entries are ignored) through the pass that produced `saved`: each shard on a thread of its
+/// own, then the shards' weight gradients summed in shard order.
+pub(crate) fn backward(saved: &[Saved], grad_output: &[f32], t: usize, w: Weights<'_>) -> Grads {
+    let whole = saved.len() == 1;
+    let run = |shard: &Saved| backward_shard(shard, grad_output, t, w, whole);
+    let mut parts: Vec<ShardGrads> = if whole { saved.iter().map(run).collect() } else { saved.par_iter().map(run).collect() };
+    let d = w.d;
+    let b: usize = saved.iter().map(|s| s.packing.order.len()).sum();
+    let mut input = vec![0f32; b * t * d];
+    for (shard, part) in saved.iter().zip(&parts) {
+        shard.packing.for_each(|p, row, time| {
+            let dst = (row * t + time) * d;
+            input[dst..dst + d].copy_from_slice(&part.packed_input[p * d..(p + 1) * d]);
+        });
+    }
+    let mut sum = parts.remove(0);
+    for part in &parts {
+        for (acc, g) in [(&mut sum.w_input, &part.w_input), (&mut sum.w_hidden, &part.w_hidden), (&mut sum.bias, &part.bias)] {
+            acc.iter_mut().zip(g).for_each(|(a, g)| *a += g);
+        }
+    }
+    Grads { input, w_input: sum.w_input, w_hidden: sum.w_hidden, bias: sum.bias }
+}
+
+/// One shard's gradients: its rows' input gradients in packed order, and its share of the
+/// weight gradients.
+struct ShardGrads {
+    packed_input: Vec<f32>,
+    w_input: Vec<f32>,
+    w_hidden: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+/// Back-propagation through time over the rows of one shard. `parallel` splits each large step
+/// and the weight-gradient products over rayon's threads (for a batch run as one shard).
+fn backward_shard(saved: &Saved, grad_output: &[f32], t: usize, w: Weights<'_>, parallel: bool) -> ShardGrads {
     let (d, h) = (w.d, w.h);
     let g4 = 4 * h;
     let packing = &saved.packing;
@@ -272,8 +353,8 @@ pub(crate) fn backward(saved: &Saved, grad_output: &[f32], t: usize, w: Weights<
         let prev_offset = if s > 0 { packing.steps[s - 1].0 } else { 0 };
         let c_prev: &[f32] = if s > 0 { &saved.cells[prev_offset * h..(prev_offset + n) * h] } else { &zeros[..n * h] };
         // Each task takes a block of rows through the gate derivatives, then passes the gradient
-        // to the previous hidden state: dh_prev = dz · W_hᵀ.
-        let block = block_rows(n, h);
+        // to the previous hidden state: dh_prev = dz · W_hᵀ. Without `parallel`, one block.
+        let block = if parallel { block_rows(n, h) } else { n };
         saved.gates[offset * g4..(offset + n) * g4]
             .par_chunks(block * g4)
             .zip(saved.cells[offset * h..(offset + n) * h].par_chunks(block * h))
@@ -318,25 +399,20 @@ pub(crate) fn backward(saved: &Saved, grad_output: &[f32], t: usize, w: Weights<
         false,
         &mut w_hidden_grad,
         g4 as isize,
-        true,
+        parallel,
     );
 
     let mut w_input_grad = vec![0f32; d * g4];
-    matmul(d, total, g4, (&saved.inputs, 1, d as isize), (&dz, g4 as isize, 1), false, &mut w_input_grad, g4 as isize, true);
+    matmul(d, total, g4, (&saved.inputs, 1, d as isize), (&dz, g4 as isize, 1), false, &mut w_input_grad, g4 as isize, parallel);
     let mut bias_grad = vec![0f32; g4];
     for row in dz.chunks_exact(g4) {
         for (acc, v) in bias_grad.iter_mut().zip(row) {
             *acc += v;
         }
     }
-    let mut packed_input_grad = vec![0f32; total * d];
-    matmul(total, g4, d, (&dz, g4 as isize, 1), (w.w_input, 1, g4 as isize), false, &mut packed_input_grad, d as isize, true);
-    let mut input_grad = vec![0f32; b * t * d];
-    packing.for_each(|p, row, time| {
-        let dst = (row * t + time) * d;
-        input_grad[dst..dst + d].copy_from_slice(&packed_input_grad[p * d..(p + 1) * d]);
-    });
-    Grads { input: input_grad, w_input: w_input_grad, w_hidden: w_hidden_grad, bias: bias_grad }
+    let mut packed_input = vec![0f32; total * d];
+    matmul(total, g4, d, (&dz, g4 as isize, 1), (w.w_input, 1, g4 as isize), false, &mut packed_input, d as isize, parallel);
+    ShardGrads { packed_input, w_input: w_input_grad, w_hidden: w_hidden_grad, bias: bias_grad }
 }
 
 #[cfg(test)]
@@ -403,20 +479,51 @@ mod tests {
         }
     }
 
-    /// Large enough that each step's rows are split over rayon tasks: the batch must give every
-    /// row the output it gets alone, and gradients that sum the rows' own gradients.
     #[test]
-    fn rows_split_over_threads_give_the_same_numbers_as_rows_alone() {
+    fn shards_deal_every_row_once_back_and_forth_by_length() {
+        let lengths = [3, 9, 1, 7, 5, 2, 8, 4, 6, 0, 10, 11, 12, 13, 14, 15, 16];
+        // 17 rows make two shards of at least SHARD_ROWS, whatever the thread count above two.
+        for threads in [2, 3, 16] {
+            let s = shards(&lengths, threads);
+            assert_eq!(s.len(), 2, "{threads} threads");
+            // Longest first (rows 16, 15, 14, …, 10, then row 1 of length 9), dealt to shards
+            // 0, 1, 1, 0, 0, 1, 1, 0, …
+            assert_eq!(s[0][..4], [16, 13, 12, 1]);
+            assert_eq!(s[1][..4], [15, 14, 11, 10]);
+            let mut all: Vec<usize> = s.concat();
+            all.sort();
+            assert_eq!(all, (0..lengths.len()).collect::<Vec<_>>());
+        }
+        // One thread, or too few rows for two shards: one shard holding every row.
+        assert_eq!(shards(&lengths, 1).len(), 1);
+        assert_eq!(shards(&lengths[..15], 8).len(), 1);
+        assert_eq!(shards(&[], 8), vec![Vec::<usize>::new()]);
+    }
+
+    /// On one thread (one shard), two (two shards) and three: the batch gives every row the
+    /// output it gets alone, and gradients that sum the rows' own gradients.
+    #[test]
+    fn shards_give_the_same_numbers_as_rows_alone() {
         let (d, h, t) = (4usize, 96usize, 5usize);
         let lengths: Vec<usize> = (0..90).map(|r| 1 + r % t).collect();
-        assert!(lengths.len() * h >= PARALLEL_FROM);
         let b = lengths.len();
         let (w_input, w_hidden, bias) = (random(d * 4 * h, 2), random(h * 4 * h, 3), random(4 * h, 4));
         let w = Weights { w_input: &w_input, w_hidden: &w_hidden, bias: &bias, d, h };
         let input = random(b * t * d, 6);
         let probe = random(b * t * h, 7);
-        let (out, saved) = forward(&input, &lengths, t, w, false, true);
-        let grads = backward(&saved.unwrap(), &probe, t, w);
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let (out, grads) = pool.install(|| {
+                let (out, saved) = forward(&input, &lengths, t, w, false, true);
+                assert_eq!(saved.as_ref().unwrap().len(), threads);
+                (out.clone(), backward(&saved.unwrap(), &probe, t, w))
+            });
+            check_against_rows_alone(&input, &lengths, t, w, &probe, &out, &grads);
+        }
+    }
+
+    fn check_against_rows_alone(input: &[f32], lengths: &[usize], t: usize, w: Weights<'_>, probe: &[f32], out: &[f32], grads: &Grads) {
+        let (d, h, b) = (w.d, w.h, lengths.len());
         let mut w_hidden_sum = vec![0f64; h * 4 * h];
         for r in 0..b {
             let x = &input[r * t * d..(r + 1) * t * d];

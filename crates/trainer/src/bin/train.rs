@@ -46,6 +46,7 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
+    trainer::memory::keep_freed_buffers();
     fsio::exit(run())
 }
 

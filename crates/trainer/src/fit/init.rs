@@ -1,10 +1,9 @@
 //! Initialisation: the vocabulary and the model a run starts from (fresh, optionally with GloVe
 //! vectors, or the package `model.init` names), and the optimiser.
 
-use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
 use burn::nn::DropoutConfig;
-use burn::optim::{AdamConfig, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 use data::Pair;
 use encoder::{Coverage, EncoderConfig, Glove, ModelPackage, SentenceEncoder, TwinEncoder, VerdictHead, VerdictHeadConfig};
@@ -111,9 +110,5 @@ fn fresh(cfg: &TrainConfig, dirs: &DataDirs, train: &[Pair], device: &Device) ->
 
 /// Adam, with the gradient norm clipped at `train.grad_clip` when that is positive.
 pub(crate) fn optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
-    let mut adam = AdamConfig::new();
-    if cfg.train.grad_clip > 0.0 {
-        adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(cfg.train.grad_clip)));
-    }
-    adam.init()
+    crate::fit::adam(cfg.train.backend, cfg.train.grad_clip)
 }

@@ -4,6 +4,7 @@
 //! log line, the run's numbers); last it writes the package. `score` measures a model on pairs,
 //! for validation and for [`evaluate`].
 
+mod adam;
 mod evaluate;
 mod init;
 mod objective;
@@ -15,6 +16,7 @@ mod validate;
 
 pub(crate) use score::is_duplicate;
 
+pub use adam::adam;
 pub use evaluate::{evaluate, heldout_pairs, EvalOptions, EvalReport, HeldoutPart};
 pub use objective::Objective;
 pub use prepare::load_scaled;

@@ -149,7 +149,6 @@ pub fn train_step(
 mod tests {
     use super::*;
     use crate::config::{LossKind, LossSpec};
-    use burn::optim::AdamConfig;
     use encoder::{Backend, EncoderConfig, Energy};
     use rand::SeedableRng;
 
@@ -163,7 +162,7 @@ mod tests {
         assert_eq!((encoded.len(), encoded.lengths()), (2, vec![3, 2]));
         let encoder = EncoderConfig::new(tok.vocab_size()).with_d_embed(8).with_d_hidden(8).init(&device);
         let mut model = Trainable { twin: TwinEncoder { encoder }, head: None, projection: None };
-        let mut optim = AdamConfig::new().init();
+        let mut optim = crate::fit::adam(Backend::Flex, 0.0);
         let bias = |m: &Trainable| m.twin.encoder.forward_lstm.bias.val().into_data().try_into_vec::<f32>().unwrap();
         let before = bias(&model);
         // In-batch negatives need a genuine pair: on the impostor alone no term applies, and
