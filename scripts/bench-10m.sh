@@ -7,7 +7,8 @@
 #
 # Environment: BENCH_OUT (default runs/bench-10m), BENCH_DIM (default 128), BENCH_VECTORS (i8 or
 # f32, default i8), BENCH_M (graph links per node), BENCH_EF_ADD (candidates while inserting),
-# BENCH_EF (candidates while searching); each defaults to the library's. Prints, and writes as JSON to BENCH_OUT/:
+# BENCH_CODES (the graph's copy of each vector: i8 or b1), BENCH_EF (candidates while searching);
+# each defaults to the library's. Prints, and writes as JSON to BENCH_OUT/:
 #   - build: time to generate, write the snapshot and build the graph; peak RSS; file sizes;
 #   - measure, in a fresh process that opens the index as `retrieve serve` does: single-query
 #     search latency p50/p90/p99 on one thread (no HTTP, no encoding: the vectors are
@@ -33,6 +34,7 @@ else
   M=()
   [ -n "${BENCH_M:-}" ] && M+=(--connectivity "$BENCH_M")
   [ -n "${BENCH_EF_ADD:-}" ] && M+=(--expansion-add "$BENCH_EF_ADD")
+  [ -n "${BENCH_CODES:-}" ] && M+=(--codes "$BENCH_CODES")
   /usr/bin/time -f "build: %e s wall, %M KiB peak RSS" \
     "$BIN/annbench" build --index "$IDX" --items "$N" --vectors "${BENCH_VECTORS:-i8}" "${M[@]}" "${GEN[@]}" > "$OUT/build.json"
   cat "$OUT/build.json"

@@ -48,7 +48,35 @@ impl SearchMode {
     }
 }
 
-/// Graph parameters: neighbours per node, and the candidate lists of insertion and search.
+/// What the graph keeps of each vector to walk its links by: its own copy of the vector, since
+/// usearch's graph always holds one beside the index's snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GraphCodes {
+    /// One byte per value, cosine distance: the graph ranks almost as exact search does.
+    #[default]
+    I8,
+    /// One bit per value (its sign), Hamming distance: an eighth of the i8 copy, for tens of
+    /// millions of vectors where disk decides. Its ranking is coarse, so a search re-scores
+    /// [`B1_RESCORED`] candidates against the snapshot's vectors.
+    B1,
+}
+
+/// Fewest candidates a search of a b1 graph re-scores exactly.
+pub const B1_RESCORED: usize = 800;
+
+impl GraphCodes {
+    /// Fewest graph candidates a search re-scores against the index's vectors.
+    pub fn rescored(self) -> usize {
+        match self {
+            GraphCodes::I8 => RESCORED,
+            GraphCodes::B1 => B1_RESCORED,
+        }
+    }
+}
+
+/// Graph parameters: neighbours per node, the candidate lists of insertion and search, and what
+/// the graph keeps of each vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnnParams {
     /// Links per node (HNSW's M).
@@ -57,12 +85,27 @@ pub struct AnnParams {
     pub expansion_add: usize,
     /// Candidates kept while searching (ef).
     pub expansion_search: usize,
+    /// The graph's copy of each vector (graphs saved before there was a choice are i8).
+    #[serde(default)]
+    pub codes: GraphCodes,
 }
 
 impl Default for AnnParams {
     fn default() -> Self {
-        Self { connectivity: 16, expansion_add: 128, expansion_search: 192 }
+        Self { connectivity: 16, expansion_add: 128, expansion_search: 192, codes: GraphCodes::I8 }
     }
+}
+
+/// The sign bits of `vector`, eight values per byte (value `i` is bit `i % 8` of byte `i / 8`;
+/// a value above zero sets its bit): what a b1 graph stores and searches with.
+pub(crate) fn sign_bits(vector: &[f32]) -> Vec<u8> {
+    let mut bits = vec![0u8; vector.len().div_ceil(8)];
+    for (i, &x) in vector.iter().enumerate() {
+        if x > 0.0 {
+            bits[i / 8] |= 1 << (i % 8);
+        }
+    }
+    bits
 }
 
 /// What `PATH.hnsw.json` records.
@@ -98,10 +141,14 @@ fn ann_err(what: &str, e: impl std::fmt::Display) -> RetrieveError {
 
 impl Ann {
     fn empty(dim: usize, params: AnnParams, capacity: usize) -> Result<Self> {
+        let (metric, quantization) = match params.codes {
+            GraphCodes::I8 => (usearch::MetricKind::Cos, usearch::ScalarKind::I8),
+            GraphCodes::B1 => (usearch::MetricKind::Hamming, usearch::ScalarKind::B1),
+        };
         let options = usearch::IndexOptions {
             dimensions: dim,
-            metric: usearch::MetricKind::Cos,
-            quantization: usearch::ScalarKind::I8,
+            metric,
+            quantization,
             connectivity: params.connectivity,
             expansion_add: params.expansion_add,
             expansion_search: params.expansion_search,
@@ -120,7 +167,7 @@ impl Ann {
         let done = AtomicUsize::new(0);
         rows.par_chunks(1024).try_for_each(|chunk| {
             for &r in chunk {
-                ann.graph.add(index.id(r), &index.vector(r)).map_err(|e| ann_err("add", e))?;
+                ann.insert(index.id(r), &index.vector(r))?;
             }
             done.fetch_add(chunk.len(), Ordering::Relaxed);
             progress(chunk.len());
@@ -237,7 +284,21 @@ impl Ann {
         if self.graph.size() >= self.graph.capacity() {
             self.graph.reserve_capacity_and_threads(self.graph.capacity() * 2, slots()).map_err(|e| ann_err("reserve", e))?;
         }
-        self.graph.add(id, vector).map_err(|e| ann_err("add", e))
+        self.insert(id, vector)
+    }
+
+    /// Inserts an item into a graph with room for it, as the graph's codes say.
+    fn insert(&self, id: u64, vector: &[f32]) -> Result<()> {
+        match self.params.codes {
+            GraphCodes::I8 => self.graph.add(id, vector),
+            GraphCodes::B1 => self.graph.add(id, usearch::b1x8::from_u8s(&sign_bits(vector))),
+        }
+        .map_err(|e| ann_err("add", e))
+    }
+
+    /// The graph's parameters (the search's candidate list as set now).
+    pub fn params(&self) -> AnnParams {
+        self.params
     }
 
     /// Whether the item with `id` is in the graph.
@@ -257,16 +318,20 @@ impl Ann {
     }
 
     /// The `k` items of `index` nearest to `query`: the graph's best `2k` (at least
-    /// [`RESCORED`]) candidates, re-scored exactly against the index's vectors (undoing the
-    /// quantised vectors' ranking errors among near-equal neighbours) and ordered as exact search
-    /// orders them. Few candidates keep the vector pages a search touches, and so the memory a
-    /// server holds, small.
+    /// [`GraphCodes::rescored`]) candidates, re-scored exactly against the index's vectors
+    /// (undoing the graph codes' ranking errors among near-equal neighbours) and ordered as exact
+    /// search orders them. Few candidates keep the vector pages a search touches, and so the
+    /// memory a server holds, small.
     pub fn top_k(&self, index: &Index, query: &[f32], k: usize) -> Result<Vec<Hit>> {
         if k == 0 || self.graph.size() == 0 {
             return Ok(Vec::new());
         }
-        let wanted = k.saturating_mul(2).max(RESCORED).min(self.graph.size());
-        let found = self.graph.search(query, wanted).map_err(|e| ann_err("search", e))?;
+        let wanted = k.saturating_mul(2).max(self.params.codes.rescored()).min(self.graph.size());
+        let found = match self.params.codes {
+            GraphCodes::I8 => self.graph.search(query, wanted),
+            GraphCodes::B1 => self.graph.search(usearch::b1x8::from_u8s(&sign_bits(query)), wanted),
+        }
+        .map_err(|e| ann_err("search", e))?;
         let mut hits: Vec<Hit> =
             found.keys.iter().filter_map(|&id| index.row_of(id)).map(|row| Hit { index: row, score: index.score(row, query) }).collect();
         search::sort_hits(&mut hits);

@@ -27,7 +27,7 @@ pub mod serve;
 pub mod store;
 mod vectors;
 
-pub use ann::{Ann, AnnParams, SearchMode};
+pub use ann::{Ann, AnnParams, GraphCodes, SearchMode};
 pub use index::{Index, IndexHeader, NewItem, VectorKind};
 pub use report::{QueryHits, SearchHit, SearchReport};
 pub use search::{top_k, Hit};

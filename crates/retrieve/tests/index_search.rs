@@ -86,22 +86,39 @@ fn an_i8_index_searches_like_the_f32_one() {
     }
 }
 
-/// `--graph-links` and `--graph-candidates` shape the graph `retrieve index` builds, and
-/// `compact` rebuilds it with the same settings.
+/// `--graph-links`, `--graph-candidates` and `--graph-codes` shape the graph `retrieve index`
+/// builds, and `compact` rebuilds it with the same settings.
 #[test]
 fn graph_settings_are_kept_when_compact_rebuilds_the_graph() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tiny_package(tmp.path(), 4, 16);
     let p = tmp.path().join("g.idx");
-    let args = ["--graph", "approx", "--graph-links", "6", "--graph-candidates", "40"];
+    let args = ["--graph", "approx", "--graph-links", "6", "--graph-candidates", "40", "--graph-codes", "b1"];
     ok(&retrieve(&[&["index", s(&fixtures().join("sentences.txt")), "--index", s(&p), "--model", s(&model)][..], &args[..]].concat()));
     let params = || retrieve::Ann::saved_params(&p).unwrap();
-    assert_eq!((params().connectivity, params().expansion_add), (6, 40));
+    assert_eq!((params().connectivity, params().expansion_add, params().codes), (6, 40, retrieve::GraphCodes::B1));
+    // Searched through the b1 graph (which, this small, re-scores every item), a stored
+    // sentence finds itself first.
+    let out = ok(&retrieve(&[
+        "search",
+        "Why is the sky blue?",
+        "--index",
+        s(&p),
+        "--model",
+        s(&model),
+        "--search",
+        "approx",
+        "-k",
+        "1",
+        "--json",
+    ]));
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["queries"][0]["results"][0]["sentence"], "Why is the sky blue?", "{out}");
     let extra = tmp.path().join("extra.txt");
     std::fs::write(&extra, "What is the best pizza topping?\n").unwrap();
     ok(&retrieve(&["add", s(&extra), "--index", s(&p), "--model", s(&model)]));
     ok(&retrieve(&["compact", "--index", s(&p)]));
-    assert_eq!((params().connectivity, params().expansion_add), (6, 40));
+    assert_eq!((params().connectivity, params().expansion_add, params().codes), (6, 40, retrieve::GraphCodes::B1));
     let bad = retrieve(&["index", s(&fixtures().join("sentences.txt")), "--index", s(&p), "--model", s(&model), "--graph-links", "0"]);
     assert!(!bad.status.success() && stderr(&bad).contains("--graph-links"), "{}", stderr(&bad));
 }

@@ -1,11 +1,13 @@
 //! The recall gate of approximate search: on real sentence vectors (the shipped model over the
-//! shipped questions and paraphrases made from them), the graph's top 10 must hold at least 95%
-//! of exact search's top 10, and every graph hit must be scored exactly.
+//! shipped questions and paraphrases made from them), the default (i8) graph's top 10 must hold
+//! at least 95% of exact search's top 10, and every graph hit must be scored exactly. The b1
+//! graph, chosen only where disk decides, is held to a lower floor (its measured recall is in
+//! docs/performance.md).
 
 use std::path::PathBuf;
 
 use encoder::{Embedder, ModelPackage};
-use retrieve::{Ann, AnnParams, Index};
+use retrieve::{Ann, AnnParams, GraphCodes, Index};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -64,15 +66,23 @@ fn graph_search_recalls_exact_search() {
     let vectors = embedder.embed(&texts).unwrap();
     let mut index = Index::new(&embedder.package.fingerprint, embedder.dim());
     index.extend(sentences.clone(), &vectors).unwrap();
-    let ann = Ann::build(&index, AnnParams::default(), |_| {}).unwrap();
-    assert_eq!(ann.len(), sentences.len());
-
     let qv = embedder.embed(&queries).unwrap();
     let k = 10;
     let exact = index.top_k_batch(&qv, k);
+    for (codes, floor) in [(GraphCodes::I8, 0.95), (GraphCodes::B1, 0.90)] {
+        let ann = Ann::build(&index, AnnParams { codes, ..AnnParams::default() }, |_| {}).unwrap();
+        assert_eq!(ann.len(), sentences.len());
+        let recall = recall_at(&ann, &index, &qv, &exact, embedder.dim(), k);
+        eprintln!("{codes:?} graph: recall@{k} = {recall:.4} over {} queries, {} stored", queries.len(), sentences.len());
+        assert!(recall >= floor, "{codes:?} graph: recall@{k} {recall:.4} < {floor}");
+    }
+}
+
+/// The share of exact search's top `k` that the graph's top `k` holds, over the queries `qv`.
+fn recall_at(ann: &Ann, index: &Index, qv: &[f32], exact: &[Vec<retrieve::Hit>], dim: usize, k: usize) -> f64 {
     let (mut found, mut total) = (0, 0);
-    for (q, want) in qv.chunks(embedder.dim()).zip(&exact) {
-        let got = ann.top_k(&index, q, k).unwrap();
+    for (q, want) in qv.chunks(dim).zip(exact) {
+        let got = ann.top_k(index, q, k).unwrap();
         assert_eq!(got.len(), k);
         for h in &got {
             // Scores are exact, whichever path found the hit.
@@ -82,7 +92,5 @@ fn graph_search_recalls_exact_search() {
         found += want.iter().filter(|w| got.iter().any(|g| g.index == w.index)).count();
         total += want.len();
     }
-    let recall = found as f64 / total as f64;
-    eprintln!("recall@{k} = {recall:.4} over {} queries, {} stored", queries.len(), sentences.len());
-    assert!(recall >= 0.95, "recall@{k} {recall:.4} < 0.95");
+    found as f64 / total as f64
 }

@@ -16,7 +16,7 @@ use bench::synthetic::{Clusters, Stream};
 use bench::{peak_rss_mib, percentile, rss_mib};
 use clap::{Args, Parser, Subcommand};
 use rayon::prelude::*;
-use retrieve::{Ann, AnnParams, Index, NewItem, VectorKind};
+use retrieve::{Ann, AnnParams, GraphCodes, Index, NewItem, VectorKind};
 use serde::Serialize;
 
 /// Build or measure a synthetic index and its approximate-search graph.
@@ -91,6 +91,9 @@ struct Build {
     /// Candidates kept while inserting (efConstruction).
     #[arg(long, default_value_t = AnnParams::default().expansion_add)]
     expansion_add: usize,
+    /// What the graph keeps of each vector.
+    #[arg(long, value_enum, default_value_t = GraphCodes::I8)]
+    codes: GraphCodes,
     #[command(flatten)]
     generator: Generator,
 }
@@ -124,7 +127,9 @@ struct BuildReport {
     items: usize,
     dim: usize,
     vectors: VectorKind,
+    codes: GraphCodes,
     connectivity: usize,
+    expansion_add: usize,
     generate_s: f64,
     snapshot_s: f64,
     graph_s: f64,
@@ -138,8 +143,10 @@ struct MeasureReport {
     items: usize,
     dim: usize,
     vectors: VectorKind,
+    codes: GraphCodes,
     k: usize,
     ef: usize,
+    rescored: usize,
     open_s: f64,
     rss_after_open_mib: Option<f64>,
     queries: usize,
@@ -198,7 +205,8 @@ fn build(args: Build) -> anyhow::Result<()> {
     eprintln!("wrote the {:?} snapshot in {snapshot_s:.1} s", args.vectors);
 
     let t = Instant::now();
-    let params = AnnParams { connectivity: args.connectivity, expansion_add: args.expansion_add, ..AnnParams::default() };
+    let params =
+        AnnParams { connectivity: args.connectivity, expansion_add: args.expansion_add, codes: args.codes, ..AnnParams::default() };
     let done = AtomicUsize::new(0);
     let step = (idx.len() / 100).max(1);
     let ann = Ann::build(&idx, params, |added| {
@@ -214,7 +222,9 @@ fn build(args: Build) -> anyhow::Result<()> {
         items: idx.len(),
         dim,
         vectors: args.vectors,
+        codes: args.codes,
         connectivity: args.connectivity,
+        expansion_add: args.expansion_add,
         generate_s,
         snapshot_s,
         graph_s,
@@ -295,8 +305,10 @@ fn measure(args: Measure) -> anyhow::Result<()> {
         items: idx.len(),
         dim,
         vectors: idx.header.vectors,
+        codes: ann.params().codes,
         k: args.k,
-        ef: args.ef.unwrap_or(AnnParams::default().expansion_search),
+        ef: ann.params().expansion_search,
+        rescored: args.k.saturating_mul(2).max(ann.params().codes.rescored()),
         open_s,
         rss_after_open_mib,
         queries: ms.len(),
@@ -313,11 +325,13 @@ fn measure(args: Measure) -> anyhow::Result<()> {
     };
     let f = |x: Option<f64>| x.unwrap_or(f64::NAN);
     eprintln!(
-        "{} items ({:?}, {dim} dims), ef {}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} queries; recall@{} {:.3} over {r}; \
+        "{} items ({:?}, {dim} dims), {:?} graph, ef {}, {} re-scored: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} queries; recall@{} {:.3} over {r}; \
          disk {:.2} GB; RSS {:.0} MiB after open, {:.0} MiB after",
         report.items,
         report.vectors,
+        report.codes,
         report.ef,
+        report.rescored,
         f(p50_ms),
         f(p99_ms),
         f(max_ms),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::{Store, StoredHit};
-use crate::{Ann, AnnParams, Hit, Index, NewItem, Result, RetrieveError};
+use crate::{Ann, Hit, Index, NewItem, Result, RetrieveError};
 
 /// The index and its graph, as one value under the store's lock.
 pub(crate) struct Served {
@@ -22,8 +22,9 @@ impl Served {
         self.index.refresh(path)?;
         let Some(ann) = &self.ann else { return Ok(()) };
         if (self.index.header.uid, self.index.snapshot_seq()) != (before.0, before.1) || self.index.rows() < before.2 {
-            // The index was reopened (compacted or rebuilt elsewhere): its graph, or a new one.
-            let mut ann = Ann::load_or_build(path, &self.index, AnnParams::default(), |_| {})?;
+            // The index was reopened (compacted or rebuilt elsewhere): its graph, or a new one
+            // with the settings (links, candidates, codes) of the graph served until now.
+            let mut ann = Ann::load_or_build(path, &self.index, ann.params(), |_| {})?;
             if let Some(ef) = self.ef {
                 ann.set_expansion_search(ef);
             }

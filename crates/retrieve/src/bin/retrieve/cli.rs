@@ -7,7 +7,7 @@ use anyhow::bail;
 use clap::{Parser, Subcommand};
 use encoder::Backend;
 use retrieve::store::MilvusUrl;
-use retrieve::{AnnParams, SearchMode, StoreUrl, VectorKind};
+use retrieve::{AnnParams, GraphCodes, SearchMode, StoreUrl, VectorKind};
 
 /// Find the stored questions nearest to a new one, with duplicate verdicts from a twin-LSTM
 /// model.
@@ -111,6 +111,12 @@ pub(crate) enum Command {
         /// faster, and searches then miss more true neighbours.
         #[arg(long, default_value_t = AnnParams::default().expansion_add as u64, value_parser = clap::value_parser!(u64).range(8..=4096))]
         graph_candidates: u64,
+        /// What the search graph keeps of each vector: i8 (a byte per value; ranks almost as
+        /// exact search does), or b1 (one sign bit per value: a much smaller graph for tens of
+        /// millions of sentences; each search then re-scores many more candidates, and can
+        /// still miss true neighbours that i8 finds); kept when `compact` rebuilds the graph.
+        #[arg(long, value_enum, default_value_t = GraphCodes::I8)]
+        graph_codes: GraphCodes,
         /// How the index file stores vectors: f32 (exact), or i8 (one byte per value and a
         /// scale per vector: a quarter of the size, for very large indexes; similarities move
         /// slightly, so a hit right at the duplicate threshold can flip).

@@ -27,9 +27,13 @@ fn run() -> anyhow::Result<()> {
     match cli.command {
         None => query::run_search(&common, &cli.search),
         Some(Command::Search(args)) => query::run_search(&common, &args),
-        Some(Command::Index { file, column, index, store, graph, graph_links, graph_candidates, vectors }) => {
-            let graph_params =
-                retrieve::AnnParams { connectivity: graph_links as usize, expansion_add: graph_candidates as usize, ..Default::default() };
+        Some(Command::Index { file, column, index, store, graph, graph_links, graph_candidates, graph_codes, vectors }) => {
+            let graph_params = retrieve::AnnParams {
+                connectivity: graph_links as usize,
+                expansion_add: graph_candidates as usize,
+                codes: graph_codes,
+                ..Default::default()
+            };
             modify::run_index(&common, file, column, index, store, modify::Layout { graph, graph_params, vectors })
         }
         Some(Command::Add { file, column, index, store, key_column }) => modify::run_add(&common, file, column, index, store, key_column),
