@@ -123,6 +123,8 @@ struct Meta {
 pub struct Ann {
     graph: usearch::Index,
     params: AnnParams,
+    /// Fewest candidates a search re-scores (a knob of searching, as ef is).
+    rescored: usize,
 }
 
 /// Fewest graph candidates re-scored exactly per search.
@@ -156,7 +158,7 @@ impl Ann {
         };
         let graph = usearch::Index::new(&options).map_err(|e| ann_err("create", e))?;
         graph.reserve_capacity_and_threads(capacity.max(16), slots()).map_err(|e| ann_err("reserve", e))?;
-        Ok(Self { graph, params })
+        Ok(Self { graph, params, rescored: params.codes.rescored() })
     }
 
     /// Builds the graph of every item of `index` not removed, on every core; `progress` is told
@@ -311,6 +313,17 @@ impl Ann {
         self.graph.remove(id).map(|_| ()).map_err(|e| ann_err("remove", e))
     }
 
+    /// Fewest candidates a search re-scores against the index's vectors (at least 1): more is
+    /// slower and recalls more, most of all on a b1 graph, whose own ranking is coarse.
+    pub fn set_rescored(&mut self, n: usize) {
+        self.rescored = n.max(1);
+    }
+
+    /// Fewest candidates a search re-scores.
+    pub fn rescored(&self) -> usize {
+        self.rescored
+    }
+
     /// Candidates kept while searching (ef): more is slower and recalls more.
     pub fn set_expansion_search(&mut self, ef: usize) {
         self.params.expansion_search = ef;
@@ -318,7 +331,7 @@ impl Ann {
     }
 
     /// The `k` items of `index` nearest to `query`: the graph's best `2k` (at least
-    /// [`GraphCodes::rescored`]) candidates, re-scored exactly against the index's vectors
+    /// [`Ann::rescored`], by default [`GraphCodes::rescored`]) candidates, re-scored exactly against the index's vectors
     /// (undoing the graph codes' ranking errors among near-equal neighbours) and ordered as exact
     /// search orders them. Few candidates keep the vector pages a search touches, and so the
     /// memory a server holds, small.
@@ -326,7 +339,7 @@ impl Ann {
         if k == 0 || self.graph.size() == 0 {
             return Ok(Vec::new());
         }
-        let wanted = k.saturating_mul(2).max(self.params.codes.rescored()).min(self.graph.size());
+        let wanted = k.saturating_mul(2).max(self.rescored).min(self.graph.size());
         let found = match self.params.codes {
             GraphCodes::I8 => self.graph.search(query, wanted),
             GraphCodes::B1 => self.graph.search(usearch::b1x8::from_u8s(&sign_bits(query)), wanted),

@@ -118,6 +118,9 @@ struct Measure {
     /// Candidates a graph search keeps (HNSW's ef) [default: the library's].
     #[arg(long)]
     ef: Option<usize>,
+    /// Fewest graph candidates re-scored per search [default: the library's for the graph's codes].
+    #[arg(long)]
+    rescored: Option<usize>,
     #[command(flatten)]
     generator: Generator,
 }
@@ -257,6 +260,9 @@ fn measure(args: Measure) -> anyhow::Result<()> {
     if let Some(ef) = args.ef {
         ann.set_expansion_search(ef);
     }
+    if let Some(n) = args.rescored {
+        ann.set_rescored(n);
+    }
     let open_s = t.elapsed().as_secs_f64();
     let rss_after_open_mib = rss_mib();
     let dim = idx.dim();
@@ -308,7 +314,7 @@ fn measure(args: Measure) -> anyhow::Result<()> {
         codes: ann.params().codes,
         k: args.k,
         ef: ann.params().expansion_search,
-        rescored: args.k.saturating_mul(2).max(ann.params().codes.rescored()),
+        rescored: args.k.saturating_mul(2).max(ann.rescored()),
         open_s,
         rss_after_open_mib,
         queries: ms.len(),
