@@ -314,7 +314,7 @@ impl Ann {
     }
 
     /// Fewest candidates a search re-scores against the index's vectors (at least 1): more is
-    /// slower and recalls more, most of all on a b1 graph, whose own ranking is coarse.
+    /// slower and can recall more, up to what the graph's candidates hold.
     pub fn set_rescored(&mut self, n: usize) {
         self.rescored = n.max(1);
     }
@@ -363,4 +363,30 @@ fn file_checksum(path: &Path) -> Result<u64> {
     let mut f = std::fs::File::open(path).map_err(|e| RetrieveError::io(path, e))?;
     let len = f.metadata().map_err(|e| RetrieveError::io(path, e))?.len();
     crate::index::file::stream_xxh3(path, &mut f, len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hand-worked: values above zero set their bit, eight to a byte, lowest bit first; zero and
+    /// negative values leave it clear; a ninth value starts a second byte.
+    #[test]
+    fn sign_bits_by_hand() {
+        let v = [0.5, -0.1, 0.0, 2.0, -3.0, 0.1, 0.2, -0.2, 1.0];
+        // Byte 0: values 0, 3, 5 and 6 are positive: 1 + 8 + 32 + 64.
+        assert_eq!(sign_bits(&v), [105, 1]);
+        assert_eq!(sign_bits(&[]), Vec::<u8>::new());
+    }
+
+    /// A graph record written before graphs had a choice of codes reads as i8.
+    #[test]
+    fn records_without_codes_are_i8_graphs() {
+        let old: AnnParams = serde_json::from_str(r#"{"connectivity": 12, "expansion_add": 64, "expansion_search": 192}"#).unwrap();
+        assert_eq!(old, AnnParams { connectivity: 12, expansion_add: 64, codes: GraphCodes::I8, ..AnnParams::default() });
+        let b1 = AnnParams { codes: GraphCodes::B1, ..AnnParams::default() };
+        let json = serde_json::to_string(&b1).unwrap();
+        assert!(json.contains(r#""codes":"b1""#), "{json}");
+        assert_eq!(serde_json::from_str::<AnnParams>(&json).unwrap(), b1);
+    }
 }
