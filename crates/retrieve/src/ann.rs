@@ -57,8 +57,8 @@ pub enum GraphCodes {
     #[default]
     I8,
     /// One bit per value (its sign), Hamming distance: an eighth of the i8 copy, for tens of
-    /// millions of vectors where disk decides. Its ranking is coarse, so a search re-scores
-    /// [`B1_RESCORED`] candidates against the snapshot's vectors.
+    /// millions of vectors where disk decides. Its ranking is coarse, so a search re-scores many
+    /// more candidates against the snapshot's vectors.
     B1,
 }
 
