@@ -134,12 +134,9 @@ fn thread_counts(given: &[String], cores: usize) -> anyhow::Result<Vec<usize>> {
 fn print_scaling(rows: &[(usize, Measurement)]) -> std::io::Result<()> {
     fsio::say!()?;
     fsio::say!("{:<8} {:>8} {:>12} {:>9} {:>10}", "backend", "threads", "pairs/s", "speed-up", "per core")?;
-    let mut base: Option<(&str, f64, usize)> = None;
     for (threads, m) in rows {
-        if base.is_none_or(|(b, _, _)| b != m.backend) {
-            base = Some((&m.backend, m.value, *threads));
-        }
-        let (_, first, first_threads) = base.unwrap_or_default();
+        // The first row of the same backend is the baseline.
+        let (first_threads, first) = rows.iter().find(|(_, f)| f.backend == m.backend).map_or((*threads, m.value), |(t, f)| (*t, f.value));
         let speedup = m.value / first.max(f64::MIN_POSITIVE);
         let per_core = speedup * first_threads as f64 / *threads as f64;
         fsio::say!("{:<8} {:>8} {:>12.0} {:>8.2}x {:>9.0}%", m.backend, threads, m.value, speedup, 100.0 * per_core)?;

@@ -319,9 +319,10 @@ impl Ann {
         self.rescored = n.max(1);
     }
 
-    /// Fewest candidates a search re-scores.
-    pub fn rescored(&self) -> usize {
-        self.rescored
+    /// How many graph candidates a search for `k` hits re-scores: twice `k`, at least the
+    /// minimum [`Ann::set_rescored`] sets, at most every item.
+    pub fn candidates(&self, k: usize) -> usize {
+        k.saturating_mul(2).max(self.rescored).min(self.graph.size())
     }
 
     /// Candidates kept while searching (ef): more is slower and recalls more.
@@ -330,16 +331,15 @@ impl Ann {
         self.graph.change_expansion_search(ef);
     }
 
-    /// The `k` items of `index` nearest to `query`: the graph's best `2k` (at least
-    /// [`Ann::rescored`], by default [`GraphCodes::rescored`]) candidates, re-scored exactly against the index's vectors
-    /// (undoing the graph codes' ranking errors among near-equal neighbours) and ordered as exact
-    /// search orders them. Few candidates keep the vector pages a search touches, and so the
-    /// memory a server holds, small.
+    /// The `k` items of `index` nearest to `query`: the graph's best [`Ann::candidates`],
+    /// re-scored exactly against the index's vectors (undoing the graph codes' ranking errors
+    /// among near-equal neighbours) and ordered as exact search orders them. Few candidates keep
+    /// the vector pages a search touches, and so the memory a server holds, small.
     pub fn top_k(&self, index: &Index, query: &[f32], k: usize) -> Result<Vec<Hit>> {
         if k == 0 || self.graph.size() == 0 {
             return Ok(Vec::new());
         }
-        let wanted = k.saturating_mul(2).max(self.rescored).min(self.graph.size());
+        let wanted = self.candidates(k);
         let found = match self.params.codes {
             GraphCodes::I8 => self.graph.search(query, wanted),
             GraphCodes::B1 => self.graph.search(usearch::b1x8::from_u8s(&sign_bits(query)), wanted),

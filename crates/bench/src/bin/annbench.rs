@@ -314,7 +314,7 @@ fn measure(args: Measure) -> anyhow::Result<()> {
         codes: ann.params().codes,
         k: args.k,
         ef: ann.params().expansion_search,
-        rescored: args.k.saturating_mul(2).max(ann.rescored()),
+        rescored: ann.candidates(args.k),
         open_s,
         rss_after_open_mib,
         queries: ms.len(),

@@ -205,9 +205,9 @@ pub(crate) fn write(index: &Index, path: &Path, before_rename: impl FnOnce(&Path
     match kind {
         VectorKind::F32 => {
             let mut bytes = Vec::with_capacity(index.dim() * 4);
-            for (v, ..) in items.clone() {
+            for row in index.live_rows() {
                 bytes.clear();
-                bytes.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+                bytes.extend(index.vector(row).iter().flat_map(|x| x.to_le_bytes()));
                 w.write_all(&bytes).map_err(io)?;
             }
         }
@@ -238,15 +238,15 @@ pub(crate) fn write(index: &Index, path: &Path, before_rename: impl FnOnce(&Path
             }
         }
     }
-    for (_, _, id, _) in items.clone() {
+    for (_, id, _) in items.clone() {
         w.write_all(&id.to_le_bytes()).map_err(io)?;
     }
     let mut end = 0u64;
-    for (_, s, ..) in items.clone() {
+    for (s, ..) in items.clone() {
         end += s.len() as u64;
         w.write_all(&end.to_le_bytes()).map_err(io)?;
     }
-    for (_, s, ..) in items.clone() {
+    for (s, ..) in items.clone() {
         w.write_all(s.as_bytes()).map_err(io)?;
     }
     let mut end = 0u64;

@@ -6,7 +6,7 @@
 //! - the **snapshot** `PATH` ([`file`]): written whole and atomically by `retrieve index` and by
 //!   compaction; format 3 lays the vectors out aligned so that they are memory-mapped, not read:
 //!   opening a large index costs its checksum pass, and a search touches only the pages it reads;
-//!   format 4 does the same with vectors quantised to i8 ([`crate::vectors`]), a quarter of the
+//!   format 4 does the same with vectors quantised to i8 (`vectors.rs`), a quarter of the
 //!   bytes, for indexes created with [`VectorKind::I8`];
 //! - the **journal** `PATH.journal` ([`journal`]): adds and removals since the snapshot, appended
 //!   and synced record by record, so an add costs its own bytes instead of a rewrite of the whole
@@ -592,9 +592,10 @@ impl Index {
         parts
     }
 
-    /// The items not removed, in order, as the snapshot writer lays them out.
-    pub(crate) fn items(&self) -> impl Iterator<Item = (Cow<'_, [f32]>, &str, u64, Option<&str>)> + Clone {
-        self.live_rows().map(|r| (self.vector(r), self.sentence(r), self.id(r), self.key(r)))
+    /// The sentence, id and key of the items not removed, in order, as the snapshot writer lays
+    /// them out (it reads the vectors by row, so an i8 snapshot's are not dequantised per pass).
+    pub(crate) fn items(&self) -> impl Iterator<Item = (&str, u64, Option<&str>)> + Clone {
+        self.live_rows().map(|r| (self.sentence(r), self.id(r), self.key(r)))
     }
 }
 
