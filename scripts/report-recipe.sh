@@ -6,15 +6,26 @@
 #
 #   scripts/report-recipe.sh configs/quora-distill.toml 42 7 99      # trains runs/<name>-s<seed>
 #   scripts/report-recipe.sh --no-train configs/quora-distill.toml 42 7 99
+#   scripts/report-recipe.sh --jobs 3 configs/quora-distill.toml 42 7 99   # 3 trainings at once
 #
+# --jobs N trains up to N seeds side by side, each on one thread (RAYON_NUM_THREADS=1): on a small
+# machine that finishes sooner than one run after another on every core. A run's floating-point
+# sums depend on its thread count, so its numbers equal a one-thread run's, not a many-thread one's.
 # Epochs and thresholds are chosen on the selection pairs inside training; nothing here is
 # chosen on what it reports. Needs python3 (stdlib) to aggregate the JSON that eval prints.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 train=1
-if [[ "${1:-}" == --no-train ]]; then train=0; shift; fi
+jobs=0
+while [[ "${1:-}" == --* ]]; do
+  case "$1" in
+    --no-train) train=0; shift ;;
+    --jobs) jobs="${2:?--jobs needs a number}"; shift 2 ;;
+    *) echo "report-recipe.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
 if [[ $# -lt 2 ]]; then
-  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 fi
 config="$1"; shift
@@ -23,10 +34,24 @@ cargo build --release --workspace --quiet
 bin="${CARGO_TARGET_DIR:-target}/release"
 out="runs/report/$name"
 mkdir -p "$out"
+train_seed() {
+  "$bin/train" --config "$config" --seed "$1" --output "runs/$name-s$1" --quiet 2> "$out/train-s$1.log"
+}
+if [[ $train == 1 && $jobs -gt 0 ]]; then
+  # Side by side, at most $jobs at a time; any failed training stops the report.
+  pids=()
+  for seed in "$@"; do
+    while [[ $(jobs -rp | wc -l) -ge $jobs ]]; do wait -n; done
+    RAYON_NUM_THREADS=1 train_seed "$seed" &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid"; done
+  train=0
+fi
 for seed in "$@"; do
   model="runs/$name-s$seed"
   if [[ $train == 1 ]]; then
-    "$bin/train" --config "$config" --seed "$seed" --output "$model" --quiet 2> "$out/train-s$seed.log"
+    train_seed "$seed"
   fi
   "$bin/eval" --model "$model" --report --verdicts --backend flex --json > "$out/qqp-s$seed.json"
   "$bin/eval" --model "$model" --task sick --split sick/SICK.txt --subset TRIAL --backend flex --json > "$out/sick-s$seed.json"

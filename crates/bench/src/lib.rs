@@ -148,7 +148,7 @@ pub fn train_pairs_per_sec(q: &QuoraData, backend: Backend, batch: usize, d_hidd
     // batch carries little padding (PyTorch's packed sequences skip padding altogether).
     let plan = trainer::bucketed_batches(&encoded.lengths(), batch, 50, &mut StdRng::seed_from_u64(42));
     let mut step =
-        |model: Trainable, idx: &[usize]| trainer::train_step(model, &mut optim, 1e-3, &objective, &encoded, idx, None, &device).0;
+        |model: Trainable, idx: &[usize]| trainer::train_step(model, &mut optim, 1e-3, &objective, &encoded, idx, None, None, &device).0;
     let mut batches = plan.iter().map(Vec::as_slice).cycle();
     for _ in 0..3 {
         model = step(model, batches.next().unwrap_or(&[]));

@@ -26,6 +26,9 @@ pub struct TrainConfig {
     /// Knowledge distillation from a sentence-embedding teacher, when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distill: Option<DistillConfig>,
+    /// Graded pairs (SICK, STS scores) learnt beside the training pairs, when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graded: Option<GradedConfig>,
     /// Directory the model package is written to.
     #[serde(default = "default_output")]
     pub output: PathBuf,
@@ -73,6 +76,32 @@ pub struct DistillConfig {
     /// Seed of the augmentation and of the transfer batches' order.
     #[serde(default = "default_seed")]
     pub seed: u64,
+}
+
+/// Graded pairs as a second task: each step on the training pairs also takes one batch of
+/// graded pairs (scores scaled to `[0, 1]`) and regresses the energy's similarity on their
+/// scores. A model trained on binary duplicate labels alone learns "duplicate or not"; the
+/// graded sets teach it how similar two sentences are, which SICK and STS-B measure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GradedConfig {
+    /// The graded files (relative to the data directory). Any pair that is also a validation
+    /// or reporting pair (either order), or a pair of `exclude`, is dropped.
+    pub sources: Vec<SourceConfig>,
+    /// Files whose pairs must never be trained on (evaluation splits: SICK TRIAL, STS-B dev,
+    /// whose pairs also appear in the SemEval STS files).
+    #[serde(default)]
+    pub exclude: Vec<SourceConfig>,
+    /// Graded pairs per training step.
+    #[serde(default = "default_graded_batch")]
+    pub batch_size: usize,
+    /// Weight of the regression term in the step's loss.
+    #[serde(default = "one")]
+    pub weight: f32,
+}
+
+fn default_graded_batch() -> usize {
+    64
 }
 
 fn default_distill_batch() -> usize {
@@ -422,6 +451,17 @@ impl TrainConfig {
                 return Err("distill.projection_weight and distill.similarity_weight must be >= 0, not both 0".into());
             }
         }
+        if let Some(g) = &self.graded {
+            if g.sources.is_empty() || g.batch_size == 0 {
+                return Err("graded.sources must name at least one file and graded.batch_size must be at least 1".into());
+            }
+            if !(g.weight > 0.0 && g.weight.is_finite()) {
+                return Err("graded.weight must be positive".into());
+            }
+            if let Some(s) = g.sources.iter().find(|s| self.data.range_of(s.format) == (0.0, 1.0)) {
+                return Err(format!("graded.sources: {} is not a graded format ({:?})", s.path.display(), s.format));
+            }
+        }
         if let Some(rate) = t.search_false_alarm {
             if !(0.0..=1.0).contains(&rate) {
                 return Err("train.search_false_alarm must be a rate in [0, 1]".into());
@@ -524,6 +564,35 @@ mod tests {
             toml::from_str("[data]\nformat = \"csv\"\ntrain = \"p.csv\"\nscore_range = [0.0, 5.0]\n[train]\nselect = \"spearman\"\n")
                 .unwrap();
         assert!(csv.check().is_ok());
+    }
+
+    #[test]
+    fn graded_pairs_parse_with_defaults_and_are_checked() {
+        let base = "[data]\nformat = \"qqp\"\ntrain = \"d.tsv\"\n[train]\nselect = \"ap\"\n";
+        let cfg: TrainConfig = toml::from_str(&format!(
+            "{base}[graded]\nsources = [{{ format = \"sick\", path = \"SICK.txt\", subset = \"TRAIN\" }}]\n\
+             exclude = [{{ format = \"stsb\", path = \"sts-dev.csv\" }}]\n"
+        ))
+        .unwrap();
+        let g = cfg.graded.as_ref().unwrap();
+        assert_eq!((g.batch_size, g.weight, g.sources[0].subset.as_deref()), (64, 1.0, Some("TRAIN")));
+        assert_eq!(g.exclude[0].format, PairFormat::Stsb);
+        assert!(cfg.check().is_ok(), "{:?}", cfg.check());
+        let with = |edit: &dyn Fn(&mut GradedConfig)| {
+            let mut c = cfg.clone();
+            edit(c.graded.as_mut().unwrap());
+            c.check()
+        };
+        assert!(with(&|g: &mut GradedConfig| g.weight = 0.0).unwrap_err().contains("graded.weight"));
+        assert!(with(&|g: &mut GradedConfig| g.batch_size = 0).unwrap_err().contains("graded.batch_size"));
+        assert!(with(&|g: &mut GradedConfig| g.sources.clear()).unwrap_err().contains("graded.sources"));
+        // Binary labels have no scores to regress on.
+        let binary = |g: &mut GradedConfig| g.sources[0] = SourceConfig { format: PairFormat::Mrpc, path: "m.txt".into(), subset: None };
+        assert!(with(&binary).unwrap_err().contains("m.txt is not a graded format"));
+        // Old configs (and packages' stored configs) have no [graded] table, and write none.
+        let old: TrainConfig = toml::from_str(base).unwrap();
+        assert!(old.graded.is_none());
+        assert!(!serde_json::to_string(&old).unwrap().contains("graded"));
     }
 
     #[test]

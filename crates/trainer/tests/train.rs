@@ -282,3 +282,31 @@ fn the_reporting_part_is_split_off_and_never_trained_on() {
     let e = trainer::heldout_pairs(&old, &dirs(), trainer::HeldoutPart::Report).unwrap_err().to_string();
     assert!(e.contains("report_size"), "{e}");
 }
+
+#[test]
+fn graded_pairs_train_beside_the_binary_ones() {
+    // The binary fixture and, as a second task, the graded fixture in SemEval STS layout.
+    let sts = |path: &str| trainer::config::SourceConfig { format: data::PairFormat::Sts, path: path.into(), subset: None };
+    let graded_pairs = trainer::load_scaled(&fixtures().join("graded-sts.tsv"), data::PairFormat::Sts, None, (0.0, 5.0), false).unwrap();
+    let device = Backend::Flex.device();
+    let spearman = |with_graded: bool| {
+        let mut cfg = tiny();
+        cfg.model.energy = encoder::Energy::Cosine;
+        cfg.train.epochs = 10;
+        if with_graded {
+            cfg.graded =
+                Some(trainer::config::GradedConfig { sources: vec![sts("graded-sts.tsv")], exclude: vec![], batch_size: 8, weight: 1.0 });
+        }
+        cfg.check().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        trainer::train(&cfg, &dirs(), &TrainRun { progress: false, output: Some(out.path().join("m")) }).unwrap();
+        let package = ModelPackage::load(&out.path().join("m")).unwrap();
+        // The graded sentences' words are in the vocabulary only when they were learnt.
+        assert_eq!(package.tokenizer.encode("slicing onion").unwrap().iter().all(|&id| id != tokenize::UNK_ID), with_graded);
+        let opts = EvalOptions { graded_range: Some((0.0, 5.0)), ..Default::default() };
+        trainer::evaluate(&package, &graded_pairs, &opts, &device).unwrap().graded.unwrap().spearman
+    };
+    let (without, with) = (spearman(false), spearman(true));
+    // Regressing on the scores orders the graded pairs far better than the binary task alone.
+    assert!(with > 0.6 && with > without + 0.2, "Spearman with graded pairs {with}, without {without}");
+}

@@ -6,6 +6,7 @@
 
 mod adam;
 mod evaluate;
+mod graded;
 mod init;
 mod objective;
 pub(crate) mod prepare;
@@ -18,6 +19,7 @@ pub(crate) use score::is_duplicate;
 
 pub use adam::adam;
 pub use evaluate::{evaluate, heldout_pairs, EvalOptions, EvalReport, HeldoutPart};
+pub use graded::GradedStream;
 pub use objective::Objective;
 pub use prepare::load_scaled;
 pub use report::{EpochMetrics, TrainReport};
@@ -57,7 +59,13 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
     let data = prepare::prepare(&cfg.data, dirs)?;
     let device = cfg.train.backend.try_device().map_err(TrainError::Training)?.autodiff();
     device.seed(cfg.train.seed);
-    let Initial { tokenizer, enc_cfg, mut model, head_cfg, coverage } = init::initialise(cfg, dirs, &data.train, &device)?;
+    let graded_pairs = match &cfg.graded {
+        Some(g) => prepare::graded_pairs(g, &cfg.data, dirs, &data)?,
+        None => Vec::new(),
+    };
+    // The vocabulary holds the graded pairs' words too.
+    let vocab_pairs: Vec<data::Pair> = data.train.iter().chain(&graded_pairs).cloned().collect();
+    let Initial { tokenizer, enc_cfg, mut model, head_cfg, coverage } = init::initialise(cfg, dirs, &vocab_pairs, &device)?;
     fsio::warn!(
         "training on {} pairs, validating on {} ({} backend, vocabulary {})",
         data.train.len(),
@@ -69,6 +77,14 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
     let objective = Objective::of(cfg);
     let pairs = EncodedPairs::new(&tokenizer, &data.train)?;
     let lengths = pairs.lengths();
+    let mut graded = match &cfg.graded {
+        Some(g) => {
+            fsio::warn!("learning graded scores on {} pairs ({} a step)", graded_pairs.len(), g.batch_size);
+            let encoded = EncodedPairs::new(&tokenizer, &graded_pairs)?;
+            Some(GradedStream::new(encoded, g.batch_size, g.weight, cfg.train.seed.wrapping_add(1)))
+        }
+        None => None,
+    };
     let mut rng = StdRng::seed_from_u64(cfg.train.seed);
     let mut epochs: Vec<EpochMetrics> = Vec::new();
     let mut selection = Selection::default();
@@ -102,7 +118,13 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
         let bar = progress_bar(run.progress, plan.len() as u64, format!("{what} {epoch:>2}/{total_epochs}"));
         for idx in &plan {
             let transfer = distill.as_mut().map(|(data, objective, cursor)| (&*objective, data.batch(&cursor.next_batch(), &device)));
-            let (next, step) = train_step(model, &mut optim, cfg.train.lr, &objective, &pairs, idx, transfer, &device);
+            // Graded batches ride along the pair batches only (not the transfer-only passes).
+            let graded_idx = match graded.as_mut() {
+                Some(g) if !idx.is_empty() => g.next_batch(),
+                _ => Vec::new(),
+            };
+            let graded_step = graded.as_ref().map(|g| (g, graded_idx.as_slice()));
+            let (next, step) = train_step(model, &mut optim, cfg.train.lr, &objective, &pairs, idx, transfer, graded_step, &device);
             model = next;
             tally.tokens(step.real_tokens, step.cells);
             if let Some(loss) = step.loss {

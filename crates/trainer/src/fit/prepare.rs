@@ -6,7 +6,7 @@ use std::path::Path;
 
 use data::{load_pairs, split_train_valid, LoadOptions, Pair, PairFormat};
 
-use crate::config::{DataConfig, DataDirs};
+use crate::config::{DataConfig, DataDirs, GradedConfig, SourceConfig};
 use crate::{Result, TrainError};
 
 /// The pairs a run trains and validates on.
@@ -125,29 +125,99 @@ pub(crate) fn prepare(d: &DataConfig, dirs: &DataDirs) -> Result<Prepared> {
     Ok(Prepared { train, valid, report, graded: d.graded(), range: d.range_of(d.valid_format()) })
 }
 
-/// Adds the pairs of `d.extra` to `train`, leaving out every validation pair and every pair of
-/// `d.exclude` (in either order): extra sources may contain evaluation pairs (SemEval STS holds
-/// STS-B dev).
-fn add_extra(d: &DataConfig, dirs: &DataDirs, valid: &[Pair], report: &[Pair], train: &mut Vec<Pair>) -> Result<()> {
-    let key = |p: &Pair| if p.a <= p.b { (p.a.clone(), p.b.clone()) } else { (p.b.clone(), p.a.clone()) };
-    let mut banned: HashSet<(String, String)> = valid.iter().chain(report).map(key).collect();
-    for src in &d.exclude {
+/// A pair's texts in a fixed order, so that `(a, b)` and `(b, a)` match.
+fn unordered(p: &Pair) -> (String, String) {
+    if p.a <= p.b {
+        (p.a.clone(), p.b.clone())
+    } else {
+        (p.b.clone(), p.a.clone())
+    }
+}
+
+/// The pairs no training source may bring: the validation and reporting pairs and every pair of
+/// `exclude` (evaluation splits; SemEval STS holds STS-B dev), in either order.
+fn banned_pairs(dirs: &DataDirs, exclude: &[SourceConfig], valid: &[Pair], report: &[Pair]) -> Result<HashSet<(String, String)>> {
+    let mut banned: HashSet<(String, String)> = valid.iter().chain(report).map(unordered).collect();
+    for src in exclude {
         let path = DataDirs::resolve(&dirs.data, &src.path);
         let pairs = load_pairs(&path, src.format, LoadOptions { skip_bad: true, subset: src.subset.clone() })?;
-        banned.extend(pairs.pairs.iter().map(key));
+        banned.extend(pairs.pairs.iter().map(unordered));
     }
-    for src in &d.extra {
+    Ok(banned)
+}
+
+/// The scaled pairs of each of `sources` that are not `banned`, saying how many each file gave.
+fn load_sources(
+    d: &DataConfig,
+    dirs: &DataDirs,
+    sources: &[SourceConfig],
+    banned: &HashSet<(String, String)>,
+    skip_bad: bool,
+    what: &str,
+) -> Result<Vec<Pair>> {
+    let mut out = Vec::new();
+    for src in sources {
         let path = DataDirs::resolve(&dirs.data, &src.path);
-        let more = load_scaled(&path, src.format, src.subset.as_deref(), d.range_of(src.format), d.skip_bad_rows)?;
+        let more = load_scaled(&path, src.format, src.subset.as_deref(), d.range_of(src.format), skip_bad)?;
         let before = more.len();
-        let kept: Vec<Pair> = more.into_iter().filter(|p| !banned.contains(&key(p))).collect();
+        let kept: Vec<Pair> = more.into_iter().filter(|p| !banned.contains(&unordered(p))).collect();
         fsio::warn!(
-            "{}: {} more training pairs{}",
+            "{}: {} {what}{}",
             path.display(),
             kept.len(),
             if kept.len() < before { format!(" ({} held-out pairs dropped)", before - kept.len()) } else { String::new() }
         );
-        train.extend(kept);
+        out.extend(kept);
     }
+    Ok(out)
+}
+
+/// Adds the pairs of `d.extra` to `train`, leaving out every validation pair and every pair of
+/// `d.exclude` (in either order): extra sources may contain evaluation pairs (SemEval STS holds
+/// STS-B dev).
+fn add_extra(d: &DataConfig, dirs: &DataDirs, valid: &[Pair], report: &[Pair], train: &mut Vec<Pair>) -> Result<()> {
+    let banned = banned_pairs(dirs, &d.exclude, valid, report)?;
+    train.extend(load_sources(d, dirs, &d.extra, &banned, d.skip_bad_rows, "more training pairs")?);
     Ok(())
+}
+
+/// The graded pairs of `g` (scores scaled to `[0, 1]`), without any validation or reporting
+/// pair of `data` and without the pairs of `g.exclude` or `d.exclude`.
+pub(crate) fn graded_pairs(g: &GradedConfig, d: &DataConfig, dirs: &DataDirs, data: &Prepared) -> Result<Vec<Pair>> {
+    let exclude: Vec<SourceConfig> = g.exclude.iter().chain(&d.exclude).cloned().collect();
+    let banned = banned_pairs(dirs, &exclude, &data.valid, &data.report)?;
+    load_sources(d, dirs, &g.sources, &banned, d.skip_bad_rows, "graded pairs")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn graded_pairs_are_scaled_and_never_evaluation_pairs() {
+        let dir = tempfile::tempdir().unwrap();
+        // SemEval STS layout: score, sentence, sentence.
+        std::fs::write(dir.path().join("train.tsv"), "5.0\ta cat sits\ta cat is sitting\n1.0\tthe sun\tdogs bark\n2.5\tx y\tz w\n")
+            .unwrap();
+        std::fs::write(dir.path().join("dev.tsv"), "4.0\tdogs bark\tthe sun\n").unwrap();
+        let d: DataConfig = toml::from_str("format = \"qqp\"\ntrain = \"q.tsv\"\n").unwrap();
+        let dirs = DataDirs { data: dir.path().to_path_buf(), embeddings: dir.path().to_path_buf() };
+        let src = |path: &str| SourceConfig { format: PairFormat::Sts, path: path.into(), subset: None };
+        let pair = |a: &str, b: &str| Pair { a: a.into(), b: b.into(), label: 1.0, line: 1 };
+        // "x y / z w" is a reporting pair, written the other way round.
+        let data = Prepared { train: vec![], valid: vec![], report: vec![pair("z w", "x y")], graded: false, range: (0.0, 1.0) };
+        let g = GradedConfig { sources: vec![src("train.tsv")], exclude: vec![src("dev.tsv")], batch_size: 2, weight: 1.0 };
+        let got = graded_pairs(&g, &d, &dirs, &data).unwrap();
+        // The dev pair (swapped) and the reporting pair are gone; scores are scaled from [0, 5].
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].a.as_str(), got[0].b.as_str(), got[0].label), ("a cat sits", "a cat is sitting", 1.0));
+        // Without the exclusions, all three come, scaled.
+        let open = GradedConfig { exclude: vec![], ..g };
+        let empty = Prepared { report: vec![], ..data };
+        let labels: Vec<f32> = graded_pairs(&open, &d, &dirs, &empty).unwrap().iter().map(|p| p.label).collect();
+        assert_eq!(labels, vec![1.0, 0.2, 0.5]);
+        // A missing file is an error that names it.
+        let missing = GradedConfig { sources: vec![src("nope.tsv")], ..open };
+        assert!(format!("{}", graded_pairs(&missing, &d, &dirs, &empty).unwrap_err()).contains("nope.tsv"));
+    }
 }

@@ -13,6 +13,7 @@ use rand::seq::SliceRandom;
 use tokenize::{Batch, WordTokenizer};
 
 use crate::distill::{DistillObjective, TransferBatch};
+use crate::fit::graded::GradedStream;
 use crate::fit::objective::Objective;
 
 /// What the optimiser updates: the twin encoder and, when a verdict loss is configured, its head;
@@ -63,6 +64,13 @@ impl EncodedPairs {
         self.labels.is_empty()
     }
 
+    /// The token rows of the pairs `idx` (first sides, then second sides, as
+    /// [`TwinEncoder::forward`] reads them) and their labels.
+    pub(crate) fn rows(&self, idx: &[usize]) -> (Vec<&[u32]>, Vec<f32>) {
+        let rows: Vec<&[u32]> = idx.iter().map(|&i| self.a[i].as_slice()).chain(idx.iter().map(|&i| self.b[i].as_slice())).collect();
+        (rows, idx.iter().map(|&i| self.labels[i]).collect())
+    }
+
     /// The token count of each pair's longer side: what [`bucketed_batches`] sorts by.
     pub fn lengths(&self) -> Vec<usize> {
         self.a.iter().zip(&self.b).map(|(a, b)| a.len().max(b.len())).collect()
@@ -98,10 +106,11 @@ pub struct StepOutcome {
     pub cells: usize,
 }
 
-/// One training step on the pairs `idx` of `pairs` (possibly none) and, with distillation, one
-/// batch of transfer sentences: both sides of the pairs through the twin in one padded batch,
-/// `objective`'s loss plus the distillation loss, backward, and an optimiser update at learning
-/// rate `lr`. Returns the updated model. Reading the loss (a device sync) is left to the caller.
+/// One training step on the pairs `idx` of `pairs` (possibly none), with distillation one batch
+/// of transfer sentences, and with graded pairs one batch of them: both sides of the pairs
+/// through the twin in one padded batch, `objective`'s loss plus the distillation and graded
+/// terms, backward, and an optimiser update at learning rate `lr`. Returns the updated model.
+/// Reading the loss (a device sync) is left to the caller.
 #[allow(clippy::too_many_arguments)]
 pub fn train_step(
     model: Trainable,
@@ -111,16 +120,22 @@ pub fn train_step(
     pairs: &EncodedPairs,
     idx: &[usize],
     distill: Option<(&DistillObjective, TransferBatch)>,
+    graded: Option<(&GradedStream, &[usize])>,
     device: &Device,
 ) -> (Trainable, StepOutcome) {
     let (mut real_tokens, mut cells) = (0, 0);
-    let mut loss = None;
+    let mut loss: Option<Tensor<1>> = None;
+    let add = |loss: Option<Tensor<1>>, term: Tensor<1>| {
+        Some(match loss {
+            Some(l) => l + term,
+            None => term,
+        })
+    };
     if !idx.is_empty() {
-        let rows: Vec<&[u32]> = idx.iter().map(|&i| pairs.a[i].as_slice()).chain(idx.iter().map(|&i| pairs.b[i].as_slice())).collect();
+        let (rows, labels) = pairs.rows(idx);
         let batch = Batch::from_rows(&rows);
         real_tokens += batch.lengths.iter().sum::<usize>();
         cells += batch.batch_size * batch.seq_len;
-        let labels: Vec<f32> = idx.iter().map(|&i| pairs.labels[i]).collect();
         let (a, b) = model.twin.forward(BatchTensors::new(&batch, device));
         let keys_a: Vec<u64> = idx.iter().map(|&i| pairs.keys[i].0).collect();
         let keys_b: Vec<u64> = idx.iter().map(|&i| pairs.keys[i].1).collect();
@@ -130,10 +145,13 @@ pub fn train_step(
         real_tokens += batch.tokens.lengths.iter().sum::<usize>();
         cells += batch.tokens.batch_size * batch.tokens.seq_len;
         let term = d.loss(&model.twin.encoder, model.projection.as_ref(), batch, device);
-        loss = Some(match loss {
-            Some(l) => l + term,
-            None => term,
-        });
+        loss = add(loss, term);
+    }
+    if let Some((stream, graded_idx)) = graded.filter(|(_, i)| !i.is_empty()) {
+        let (term, real, all) = stream.loss(&model.twin, objective.energy, graded_idx, device);
+        real_tokens += real;
+        cells += all;
+        loss = add(loss, term);
     }
     let model = match &loss {
         Some(loss) => {
@@ -169,13 +187,13 @@ mod tests {
         // the model is left as it was.
         let negatives = Objective { losses: vec![LossSpec::new(LossKind::InBatchNegatives)], energy: Energy::Euclidean, margin: 1.0 };
         let out;
-        (model, out) = train_step(model, &mut optim, 0.1, &negatives, &encoded, &[1], None, &device);
+        (model, out) = train_step(model, &mut optim, 0.1, &negatives, &encoded, &[1], None, None, &device);
         assert!(out.loss.is_none());
         assert_eq!((out.real_tokens, out.cells), (4, 4));
         assert_eq!(bias(&model), before);
         // Both pairs, both sides in one batch padded to 3 tokens; the contrastive loss moves it.
         let contrastive = Objective { losses: vec![LossSpec::new(LossKind::Contrastive)], ..negatives };
-        let (model, out) = train_step(model, &mut optim, 0.1, &contrastive, &encoded, &[0, 1], None, &device);
+        let (model, out) = train_step(model, &mut optim, 0.1, &contrastive, &encoded, &[0, 1], None, None, &device);
         let loss = out.loss.unwrap().into_scalar::<f32>();
         assert!(loss.is_finite() && loss > 0.0, "{loss}");
         assert_eq!((out.real_tokens, out.cells), (3 + 2 + 3 + 2, 4 * 3));
