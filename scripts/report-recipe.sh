@@ -35,7 +35,7 @@ bin="${CARGO_TARGET_DIR:-target}/release"
 out="runs/report/$name"
 mkdir -p "$out"
 train_seed() {
-  "$bin/train" --config "$config" --seed "$1" --output "runs/$name-s$1" --quiet 2> "$out/train-s$1.log"
+  "$bin/train" --config "$config" --seed "$1" --output "runs/$name-s$1" --quiet > "$out/train-s$1.log" 2>&1
 }
 if [[ $train == 1 && $jobs -gt 0 ]]; then
   # Side by side, at most $jobs at a time; any failed training stops the report.

@@ -64,7 +64,11 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
         None => Vec::new(),
     };
     // The vocabulary holds the graded pairs' words too.
-    let vocab_pairs: Vec<data::Pair> = data.train.iter().chain(&graded_pairs).cloned().collect();
+    let vocab_pairs: std::borrow::Cow<[data::Pair]> = if graded_pairs.is_empty() {
+        std::borrow::Cow::Borrowed(&data.train)
+    } else {
+        data.train.iter().chain(&graded_pairs).cloned().collect()
+    };
     let Initial { tokenizer, enc_cfg, mut model, head_cfg, coverage } = init::initialise(cfg, dirs, &vocab_pairs, &device)?;
     fsio::warn!(
         "training on {} pairs, validating on {} ({} backend, vocabulary {})",
