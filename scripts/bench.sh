@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Benchmark harness: training pairs/s, encoding sentences/s, peak memory and exact search QPS
-# (crates/bench), the same workloads through PyTorch/faiss when they are importable, and the
-# wall time of `retrieve "query"` against a 20,000-question index.
+# Benchmark harness: training pairs/s (and the LSTM's share of a step), encoding sentences/s, peak
+# memory and exact search QPS (crates/bench), the same workloads through PyTorch/faiss when they
+# are importable, and the wall time of `retrieve "query"` against a 20,000-question index.
 #
 #   scripts/bench.sh [extra bench options, e.g. --backends ndarray,flex,wgpu --seconds 30]
 #

@@ -3,6 +3,8 @@
 //!
 //! - training pairs/s: the twin LSTM (GloVe-50, h = 128), batches of 64 Quora dev pairs,
 //!   contrastive loss, Adam, forward + backward + update;
+//! - the LSTM's share of that step: the recurrence alone, forward + backward, on the same
+//!   batches;
 //! - encoding sentences/s: distinct Quora dev questions, batches of 256, no autodiff,
 //!   tokenization included;
 //! - exact search queries/s: top-10 over N random unit vectors of dimension 128;
@@ -171,6 +173,66 @@ pub fn train_pairs_per_sec(q: &QuoraData, backend: Backend, batch: usize, d_hidd
         unit: "pairs/s".into(),
         peak_rss_mib: peak_rss_mib(),
         detail: format!("{steps} bucketed steps of {batch} pairs, h={d_hidden}, GloVe-50, {secs:.1} s"),
+    })
+}
+
+/// The LSTM's part of a training step: the training workload's batches, encoder and shapes, but
+/// only the recurrence, forward and backward (gradients to its input and weights), from the
+/// embedded words of each batch prepared up front. Embedding lookup, pooling, loss, the rest of
+/// autodiff and the optimiser are left out, so `train_pairs_per_sec / lstm_pairs_per_sec` is
+/// the LSTM's share of a step and the remainder is everything else: on a GPU, that shows which
+/// of the two to make faster next.
+pub fn lstm_pairs_per_sec(q: &QuoraData, backend: Backend, batch: usize, d_hidden: usize, seconds: f64) -> Result<Measurement> {
+    let device = device_of(backend)?.autodiff();
+    device.seed(42);
+    let encoder = q.encoder(d_hidden, &device);
+    let encoded = EncodedPairs::new(&q.tokenizer, &q.pairs)?;
+    let plan = trainer::bucketed_batches(&encoded.lengths(), batch, 50, &mut StdRng::seed_from_u64(42));
+    let keep_all = encoder.pooling != encoder::Pooling::Last;
+    // What the LSTM receives in a step: both sides' embedded words (a leaf that wants its
+    // gradient, as the embedding does in training) and the mask.
+    let inputs: Vec<(Tensor<3>, Tensor<2>, usize)> = plan
+        .iter()
+        .map(|idx| {
+            let (rows, _) = encoded.rows(idx);
+            let tensors = encoder::BatchTensors::new(&tokenize::Batch::from_rows(&rows), &device);
+            (encoder.embedding.forward(tensors.ids).detach(), tensors.mask, idx.len())
+        })
+        .collect();
+    let step = |(words, mask, _): &(Tensor<3>, Tensor<2>, usize)| {
+        let words = words.clone().require_grad();
+        let sum = |out: encoder::lstm::LstmOutput| out.all.map_or_else(|| out.last.clone().sum(), |all| all.sum());
+        let mut loss = sum(encoder.forward_lstm.forward(words.clone(), mask.clone(), keep_all));
+        if let Some(bwd) = &encoder.backward_lstm {
+            loss = loss + sum(bwd.forward(words.clone(), mask.clone(), keep_all));
+        }
+        let grads = loss.backward();
+        words.grad(&grads)
+    };
+    let mut batches = inputs.iter().cycle();
+    for _ in 0..3 {
+        step(batches.next().expect("the benchmark has pairs"));
+    }
+    let started = Instant::now();
+    let (mut pairs, mut steps, mut last) = (0usize, 0usize, None);
+    while steps < 5 || started.elapsed().as_secs_f64() < seconds {
+        let input = batches.next().expect("the benchmark has pairs");
+        last = step(input);
+        pairs += input.2;
+        steps += 1;
+    }
+    // wgpu queues work and returns at once: reading the last input gradient waits for all of it.
+    if let Some(g) = last {
+        let _ = g.into_data();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok(Measurement {
+        name: "train-lstm".into(),
+        backend: backend.to_string(),
+        value: pairs as f64 / secs,
+        unit: "pairs/s".into(),
+        peak_rss_mib: peak_rss_mib(),
+        detail: format!("the LSTM alone, forward + backward: {steps} bucketed steps of {batch} pairs, h={d_hidden}, {secs:.1} s"),
     })
 }
 

@@ -44,8 +44,9 @@ struct Args {
     /// Queries per search measurement.
     #[arg(long, default_value_t = 1000)]
     queries: usize,
-    /// Workloads to run, comma separated: train, encode, search.
-    #[arg(long, value_delimiter = ',', default_value = "train,encode,search")]
+    /// Workloads to run, comma separated: train, encode, search, and split (the LSTM's part of a
+    /// training step: the recurrence alone, forward and backward, beside the whole step).
+    #[arg(long, value_delimiter = ',', default_value = "train,encode,search,split")]
     only: Vec<String>,
     /// Thread counts of the training scaling table, comma separated (default: 1, 2, 4, … up to
     /// the cores, and the cores): the training workload of each CPU backend again on that many
@@ -67,14 +68,14 @@ fn run_child(args: &Args, what: &str) -> anyhow::Result<Measurement> {
     let (kind, param) = what.split_once(':').context("child workload must be KIND:PARAM")?;
     Ok(match kind {
         "search" => bench::search_qps(param.parse()?, 128, args.queries, 10, 7),
-        "train" | "encode" => {
+        "train" | "encode" | "split" => {
             let backend: Backend = param.parse().map_err(anyhow::Error::msg)?;
             let q = QuoraData::load(&args.data_dir, &args.embeddings_dir)
                 .context("the training and encoding benchmarks need the Quora dev pairs and GloVe (scripts/fetch-data.sh)")?;
-            if kind == "train" {
-                bench::train_pairs_per_sec(&q, backend, args.train_batch, args.hidden, args.seconds)?
-            } else {
-                bench::encode_sentences_per_sec(&q, backend, args.encode_batch, args.hidden, args.seconds)?
+            match kind {
+                "train" => bench::train_pairs_per_sec(&q, backend, args.train_batch, args.hidden, args.seconds)?,
+                "split" => bench::lstm_pairs_per_sec(&q, backend, args.train_batch, args.hidden, args.seconds)?,
+                _ => bench::encode_sentences_per_sec(&q, backend, args.encode_batch, args.hidden, args.seconds)?,
             }
         }
         other => bail!("unknown workload {other:?}"),
@@ -144,6 +145,31 @@ fn print_scaling(rows: &[(usize, Measurement)]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// For each backend with both a training and a split measurement: the LSTM's share of a step
+/// (the step's pairs/s over the LSTM's alone) and the rest's.
+fn split_lines(ms: &[Measurement]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for lstm in ms.iter().filter(|m| m.name == "train-lstm") {
+        if let Some(step) = ms.iter().find(|m| m.name == "train" && m.backend == lstm.backend) {
+            let share = step.value / lstm.value;
+            lines.push(format!(
+                "{}: the LSTM (forward + backward) is {:.0}% of a training step, everything else {:.0}%",
+                lstm.backend,
+                100.0 * share,
+                100.0 * (1.0 - share)
+            ));
+        }
+    }
+    lines
+}
+
+fn print_split(ms: &[Measurement]) -> std::io::Result<()> {
+    for line in split_lines(ms) {
+        fsio::say!("{line}")?;
+    }
+    Ok(())
+}
+
 fn print_ratios(ours: &[Measurement], theirs: &[Measurement]) -> std::io::Result<()> {
     fsio::say!()?;
     fsio::say!("{:<16} {:<8} {:>12} {:<8} {:>12} {:>8}", "workload", "ours", "value", "theirs", "value", "ratio")?;
@@ -179,9 +205,9 @@ fn run() -> anyhow::Result<()> {
     let mut plan: Vec<String> = Vec::new();
     for w in &args.only {
         match w.as_str() {
-            "train" | "encode" => plan.extend(args.backends.iter().map(|b| format!("{w}:{b}"))),
+            "train" | "encode" | "split" => plan.extend(args.backends.iter().map(|b| format!("{w}:{b}"))),
             "search" => plan.extend(args.search_sizes.iter().map(|n| format!("search:{n}"))),
-            other => bail!("unknown workload {other:?} (expected train, encode or search)"),
+            other => bail!("unknown workload {other:?} (expected train, encode, search or split)"),
         }
     }
     let mut ms = Vec::new();
@@ -204,6 +230,7 @@ fn run() -> anyhow::Result<()> {
         }
     }
     print_table(&ms)?;
+    print_split(&ms)?;
     if !scaling.is_empty() {
         print_scaling(&scaling)?;
         ms.extend(scaling.into_iter().map(|(_, m)| m));
@@ -225,7 +252,27 @@ fn run() -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::thread_counts;
+    use super::{split_lines, thread_counts};
+    use bench::Measurement;
+
+    #[test]
+    fn the_split_is_the_steps_rate_over_the_lstms() {
+        let m = |name: &str, backend: &str, value: f64| Measurement {
+            name: name.into(),
+            backend: backend.into(),
+            value,
+            unit: "pairs/s".into(),
+            peak_rss_mib: None,
+            detail: String::new(),
+        };
+        // flex: a step at 300 pairs/s, the LSTM alone at 400: the LSTM takes 3/4 of a step.
+        // ndarray has no split measurement, wgpu no step: neither gets a line.
+        let ms = [m("train", "flex", 300.0), m("train-lstm", "flex", 400.0), m("train", "ndarray", 100.0), m("train-lstm", "wgpu", 9.0)];
+        assert_eq!(
+            split_lines(&ms),
+            vec!["flex: the LSTM (forward + backward) is 75% of a training step, everything else 25%".to_string()]
+        );
+    }
 
     #[test]
     fn thread_counts_double_up_to_the_cores() {

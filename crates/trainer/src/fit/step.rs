@@ -66,7 +66,7 @@ impl EncodedPairs {
 
     /// The token rows of the pairs `idx` (first sides, then second sides, as
     /// [`TwinEncoder::forward`] reads them) and their labels.
-    pub(crate) fn rows(&self, idx: &[usize]) -> (Vec<&[u32]>, Vec<f32>) {
+    pub fn rows(&self, idx: &[usize]) -> (Vec<&[u32]>, Vec<f32>) {
         let rows: Vec<&[u32]> = idx.iter().map(|&i| self.a[i].as_slice()).chain(idx.iter().map(|&i| self.b[i].as_slice())).collect();
         (rows, idx.iter().map(|&i| self.labels[i]).collect())
     }
