@@ -134,6 +134,35 @@ fn device_of(backend: Backend) -> Result<Device> {
     backend.try_device().map_err(BenchError::Backend)
 }
 
+/// A timed run of steps, before the caller waits for queued work: see [`time_steps`].
+struct Timed {
+    started: Instant,
+    pairs: usize,
+    steps: usize,
+}
+
+impl Timed {
+    /// Pairs, steps and seconds, the clock read now (after the caller's sync).
+    fn finish(self) -> (usize, usize, f64) {
+        (self.pairs, self.steps, self.started.elapsed().as_secs_f64())
+    }
+}
+
+/// Runs `step` (which returns the pairs it did) three times as a warm-up, then at least five
+/// times and until `seconds` have passed, counting pairs and steps from the first timed one.
+fn time_steps(seconds: f64, mut step: impl FnMut() -> usize) -> Timed {
+    for _ in 0..3 {
+        step();
+    }
+    let started = Instant::now();
+    let (mut pairs, mut steps) = (0usize, 0usize);
+    while steps < 5 || started.elapsed().as_secs_f64() < seconds {
+        pairs += step();
+        steps += 1;
+    }
+    Timed { started, pairs, steps }
+}
+
 /// Training throughput: length-bucketed batches of `batch` pairs (padded to the longest sentence
 /// of the batch, cut at 48 tokens), contrastive loss on the Euclidean energy, Adam. Runs for
 /// about `seconds` after three warm-up steps. Each step is the trainer's own
@@ -141,7 +170,7 @@ fn device_of(backend: Backend) -> Result<Device> {
 pub fn train_pairs_per_sec(q: &QuoraData, backend: Backend, batch: usize, d_hidden: usize, seconds: f64) -> Result<Measurement> {
     let device = device_of(backend)?.autodiff();
     device.seed(42);
-    let mut model = Trainable { twin: TwinEncoder { encoder: q.encoder(d_hidden, &device) }, head: None, projection: None };
+    let model = Trainable { twin: TwinEncoder { encoder: q.encoder(d_hidden, &device) }, head: None, projection: None };
     // The optimiser training uses on this backend (without gradient clipping).
     let mut optim = trainer::adam(backend, 0.0);
     let objective = Objective { losses: vec![LossSpec::new(LossKind::Contrastive)], energy: Energy::Euclidean, margin: 1.0 };
@@ -152,20 +181,17 @@ pub fn train_pairs_per_sec(q: &QuoraData, backend: Backend, batch: usize, d_hidd
     let mut step =
         |model: Trainable, idx: &[usize]| trainer::train_step(model, &mut optim, 1e-3, &objective, &encoded, idx, None, None, &device).0;
     let mut batches = plan.iter().map(Vec::as_slice).cycle();
-    for _ in 0..3 {
-        model = step(model, batches.next().unwrap_or(&[]));
-    }
-    let started = Instant::now();
-    let (mut pairs, mut steps) = (0usize, 0usize);
-    while steps < 5 || started.elapsed().as_secs_f64() < seconds {
+    let mut model = Some(model);
+    let timed = time_steps(seconds, || {
         let idx = batches.next().unwrap_or(&[]);
-        model = step(model, idx);
-        pairs += idx.len();
-        steps += 1;
-    }
+        model = model.take().map(|m| step(m, idx));
+        idx.len()
+    });
     // wgpu queues work and returns at once: reading the updated weights waits for all of it.
-    let _ = model.twin.encoder.forward_lstm.bias.val().into_data();
-    let secs = started.elapsed().as_secs_f64();
+    if let Some(m) = &model {
+        let _ = m.twin.encoder.forward_lstm.bias.val().into_data();
+    }
+    let (pairs, steps, secs) = timed.finish();
     Ok(Measurement {
         name: "train".into(),
         backend: backend.to_string(),
@@ -210,22 +236,17 @@ pub fn lstm_pairs_per_sec(q: &QuoraData, backend: Backend, batch: usize, d_hidde
         words.grad(&grads)
     };
     let mut batches = inputs.iter().cycle();
-    for _ in 0..3 {
-        step(batches.next().expect("the benchmark has pairs"));
-    }
-    let started = Instant::now();
-    let (mut pairs, mut steps, mut last) = (0usize, 0usize, None);
-    while steps < 5 || started.elapsed().as_secs_f64() < seconds {
+    let mut last = None;
+    let timed = time_steps(seconds, || {
         let input = batches.next().expect("the benchmark has pairs");
         last = step(input);
-        pairs += input.2;
-        steps += 1;
-    }
+        input.2
+    });
     // wgpu queues work and returns at once: reading the last input gradient waits for all of it.
     if let Some(g) = last {
         let _ = g.into_data();
     }
-    let secs = started.elapsed().as_secs_f64();
+    let (pairs, steps, secs) = timed.finish();
     Ok(Measurement {
         name: "train-lstm".into(),
         backend: backend.to_string(),
