@@ -123,6 +123,15 @@ impl QuoraData {
         self.pairs.iter().flat_map(|p| [p.a.as_str(), p.b.as_str()]).filter(|q| seen.insert(*q)).collect()
     }
 
+    /// The pairs as training reads them and an epoch's length-bucketed batches of `batch` pairs,
+    /// made exactly as the trainer makes them (windows of 50 batches), so a batch carries little
+    /// padding (PyTorch's packed sequences skip padding altogether).
+    fn training_batches(&self, batch: usize) -> Result<(EncodedPairs, Vec<Vec<usize>>)> {
+        let encoded = EncodedPairs::new(&self.tokenizer, &self.pairs)?;
+        let plan = trainer::bucketed_batches(&encoded.lengths(), batch, 50, &mut StdRng::seed_from_u64(42));
+        Ok((encoded, plan))
+    }
+
     fn encoder(&self, d_hidden: usize, device: &Device) -> SentenceEncoder {
         let cfg = EncoderConfig::new(self.tokenizer.vocab_size()).with_d_embed(self.glove.dim).with_d_hidden(d_hidden);
         let (table, _) = self.glove.embedding_table(&self.tokenizer, 42);
@@ -142,9 +151,18 @@ struct Timed {
 }
 
 impl Timed {
-    /// Pairs, steps and seconds, the clock read now (after the caller's sync).
-    fn finish(self) -> (usize, usize, f64) {
-        (self.pairs, self.steps, self.started.elapsed().as_secs_f64())
+    /// The run as pairs/s, the clock read now (after the caller's sync); `detail` is told the
+    /// steps and seconds.
+    fn pairs_per_sec(self, name: &str, backend: Backend, detail: impl FnOnce(usize, f64) -> String) -> Measurement {
+        let secs = self.started.elapsed().as_secs_f64();
+        Measurement {
+            name: name.into(),
+            backend: backend.to_string(),
+            value: self.pairs as f64 / secs,
+            unit: "pairs/s".into(),
+            peak_rss_mib: peak_rss_mib(),
+            detail: detail(self.steps, secs),
+        }
     }
 }
 
@@ -174,10 +192,7 @@ pub fn train_pairs_per_sec(q: &QuoraData, backend: Backend, batch: usize, d_hidd
     // The optimiser training uses on this backend (without gradient clipping).
     let mut optim = trainer::adam(backend, 0.0);
     let objective = Objective { losses: vec![LossSpec::new(LossKind::Contrastive)], energy: Energy::Euclidean, margin: 1.0 };
-    let encoded = EncodedPairs::new(&q.tokenizer, &q.pairs)?;
-    // Length-bucketed batches exactly as the trainer makes them (windows of 50 batches), so a
-    // batch carries little padding (PyTorch's packed sequences skip padding altogether).
-    let plan = trainer::bucketed_batches(&encoded.lengths(), batch, 50, &mut StdRng::seed_from_u64(42));
+    let (encoded, plan) = q.training_batches(batch)?;
     let mut step =
         |model: Trainable, idx: &[usize]| trainer::train_step(model, &mut optim, 1e-3, &objective, &encoded, idx, None, None, &device).0;
     let mut batches = plan.iter().map(Vec::as_slice).cycle();
@@ -191,15 +206,9 @@ pub fn train_pairs_per_sec(q: &QuoraData, backend: Backend, batch: usize, d_hidd
     if let Some(m) = &model {
         let _ = m.twin.encoder.forward_lstm.bias.val().into_data();
     }
-    let (pairs, steps, secs) = timed.finish();
-    Ok(Measurement {
-        name: "train".into(),
-        backend: backend.to_string(),
-        value: pairs as f64 / secs,
-        unit: "pairs/s".into(),
-        peak_rss_mib: peak_rss_mib(),
-        detail: format!("{steps} bucketed steps of {batch} pairs, h={d_hidden}, GloVe-50, {secs:.1} s"),
-    })
+    Ok(timed.pairs_per_sec("train", backend, |steps, secs| {
+        format!("{steps} bucketed steps of {batch} pairs, h={d_hidden}, GloVe-50, {secs:.1} s")
+    }))
 }
 
 /// The LSTM's part of a training step: the training workload's batches, encoder and shapes, but
@@ -212,8 +221,7 @@ pub fn lstm_pairs_per_sec(q: &QuoraData, backend: Backend, batch: usize, d_hidde
     let device = device_of(backend)?.autodiff();
     device.seed(42);
     let encoder = q.encoder(d_hidden, &device);
-    let encoded = EncodedPairs::new(&q.tokenizer, &q.pairs)?;
-    let plan = trainer::bucketed_batches(&encoded.lengths(), batch, 50, &mut StdRng::seed_from_u64(42));
+    let (encoded, plan) = q.training_batches(batch)?;
     let keep_all = encoder.pooling != encoder::Pooling::Last;
     // What the LSTM receives in a step: both sides' embedded words (a leaf that wants its
     // gradient, as the embedding does in training) and the mask.
@@ -227,7 +235,7 @@ pub fn lstm_pairs_per_sec(q: &QuoraData, backend: Backend, batch: usize, d_hidde
         .collect();
     let step = |(words, mask, _): &(Tensor<3>, Tensor<2>, usize)| {
         let words = words.clone().require_grad();
-        let sum = |out: encoder::lstm::LstmOutput| out.all.map_or_else(|| out.last.clone().sum(), |all| all.sum());
+        let sum = |out: encoder::lstm::LstmOutput| out.all.map_or_else(|| out.last.sum(), |all| all.sum());
         let mut loss = sum(encoder.forward_lstm.forward(words.clone(), mask.clone(), keep_all));
         if let Some(bwd) = &encoder.backward_lstm {
             loss = loss + sum(bwd.forward(words.clone(), mask.clone(), keep_all));
@@ -246,15 +254,9 @@ pub fn lstm_pairs_per_sec(q: &QuoraData, backend: Backend, batch: usize, d_hidde
     if let Some(g) = last {
         let _ = g.into_data();
     }
-    let (pairs, steps, secs) = timed.finish();
-    Ok(Measurement {
-        name: "train-lstm".into(),
-        backend: backend.to_string(),
-        value: pairs as f64 / secs,
-        unit: "pairs/s".into(),
-        peak_rss_mib: peak_rss_mib(),
-        detail: format!("the LSTM alone, forward + backward: {steps} bucketed steps of {batch} pairs, h={d_hidden}, {secs:.1} s"),
-    })
+    Ok(timed.pairs_per_sec("train-lstm", backend, |steps, secs| {
+        format!("the LSTM alone, forward + backward: {steps} bucketed steps of {batch} pairs, h={d_hidden}, {secs:.1} s")
+    }))
 }
 
 /// Encoding throughput over the distinct questions: batches of `batch`, sorted by length, no

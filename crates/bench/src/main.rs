@@ -265,8 +265,9 @@ mod tests {
             peak_rss_mib: None,
             detail: String::new(),
         };
-        // flex: a step at 300 pairs/s, the LSTM alone at 400: the LSTM takes 3/4 of a step.
-        // ndarray has no split measurement, wgpu no step: neither gets a line.
+        // On flex the whole step runs at three quarters of the LSTM's rate alone, so the LSTM
+        // takes three quarters of a step. ndarray has no split measurement and wgpu no step:
+        // neither gets a line.
         let ms = [m("train", "flex", 300.0), m("train-lstm", "flex", 400.0), m("train", "ndarray", 100.0), m("train-lstm", "wgpu", 9.0)];
         assert_eq!(
             split_lines(&ms),

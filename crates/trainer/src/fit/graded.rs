@@ -3,10 +3,9 @@
 //! those batches add to the step's loss.
 
 use burn::prelude::*;
-use encoder::{regression_loss, BatchTensors, Energy, TwinEncoder};
+use encoder::{regression_loss, Energy, TwinEncoder};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use tokenize::Batch;
 
 use crate::fit::step::{bucketed_batches, EncodedPairs};
 
@@ -56,14 +55,10 @@ impl GradedStream {
     /// `energy`'s similarity of the two sides and their scaled score. Also returns the batch's
     /// real tokens and cells.
     pub fn loss(&self, twin: &TwinEncoder, energy: Energy, idx: &[usize], device: &Device) -> (Tensor<1>, usize, usize) {
-        let (rows, labels) = self.pairs.rows(idx);
-        let batch = Batch::from_rows(&rows);
-        let tokens = (batch.lengths.iter().sum::<usize>(), batch.batch_size * batch.seq_len);
-        let (a, b) = twin.forward(BatchTensors::new(&batch, device));
-        let target = Tensor::<1>::from_data(TensorData::new(labels, [idx.len()]), device);
-        let term = regression_loss(energy.similarity(a, b), target);
-        let term = if self.weight == 1.0 { term } else { term.mul_scalar(self.weight) };
-        (term, tokens.0, tokens.1)
+        let out = self.pairs.forward(twin, idx, device);
+        let target = Tensor::<1>::from_data(TensorData::new(out.labels, [idx.len()]), device);
+        let term = regression_loss(energy.similarity(out.a, out.b), target).mul_scalar(self.weight);
+        (term, out.real_tokens, out.cells)
     }
 }
 
@@ -71,8 +66,9 @@ impl GradedStream {
 mod tests {
     use super::*;
     use data::Pair;
+    use encoder::BatchTensors;
     use encoder::{Backend, EncoderConfig};
-    use tokenize::WordTokenizer;
+    use tokenize::{Batch, WordTokenizer};
 
     fn setup() -> (WordTokenizer, EncodedPairs) {
         let pair = |a: &str, b: &str, label: f32| Pair { a: a.into(), b: b.into(), label, line: 1 };

@@ -71,10 +71,28 @@ impl EncodedPairs {
         (rows, idx.iter().map(|&i| self.labels[i]).collect())
     }
 
+    /// Both sides of the pairs `idx` through `twin` in one padded batch.
+    pub(crate) fn forward(&self, twin: &TwinEncoder, idx: &[usize], device: &Device) -> PairVectors {
+        let (rows, labels) = self.rows(idx);
+        let batch = Batch::from_rows(&rows);
+        let (a, b) = twin.forward(BatchTensors::new(&batch, device));
+        PairVectors { a, b, labels, real_tokens: batch.lengths.iter().sum(), cells: batch.batch_size * batch.seq_len }
+    }
+
     /// The token count of each pair's longer side: what [`bucketed_batches`] sorts by.
     pub fn lengths(&self) -> Vec<usize> {
         self.a.iter().zip(&self.b).map(|(a, b)| a.len().max(b.len())).collect()
     }
+}
+
+/// A batch of pairs after the twin: both sides' vectors, the labels, and what the batch's id
+/// matrix held (real tokens, and cells with padding).
+pub(crate) struct PairVectors {
+    pub a: Tensor<2>,
+    pub b: Tensor<2>,
+    pub labels: Vec<f32>,
+    pub real_tokens: usize,
+    pub cells: usize,
 }
 
 /// Length-bucketed batches: shuffle, then sort by length within windows of `window` batches,
@@ -132,14 +150,12 @@ pub fn train_step(
         })
     };
     if !idx.is_empty() {
-        let (rows, labels) = pairs.rows(idx);
-        let batch = Batch::from_rows(&rows);
-        real_tokens += batch.lengths.iter().sum::<usize>();
-        cells += batch.batch_size * batch.seq_len;
-        let (a, b) = model.twin.forward(BatchTensors::new(&batch, device));
+        let out = pairs.forward(&model.twin, idx, device);
+        real_tokens += out.real_tokens;
+        cells += out.cells;
         let keys_a: Vec<u64> = idx.iter().map(|&i| pairs.keys[i].0).collect();
         let keys_b: Vec<u64> = idx.iter().map(|&i| pairs.keys[i].1).collect();
-        loss = objective.loss(a, b, &labels, (&keys_a, &keys_b), model.head.as_ref(), device);
+        loss = objective.loss(out.a, out.b, &out.labels, (&keys_a, &keys_b), model.head.as_ref(), device);
     }
     if let Some((d, batch)) = distill {
         real_tokens += batch.tokens.lengths.iter().sum::<usize>();
