@@ -171,6 +171,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=64, help="pairs per training step")
     ap.add_argument("--search-sizes", default="100000,1000000")
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU comparison")
@@ -182,7 +183,7 @@ def main():
     BACKEND = "pytorch" if DEVICE.type == "cpu" else f"torch-{DEVICE.type}"
     torch.set_num_threads(args.threads)
     pairs, table, ids = load(args.data_dir, args.embeddings_dir)
-    out = [bench_train(pairs, table, ids, 64, args.hidden, args.seconds),
+    out = [bench_train(pairs, table, ids, args.batch_size, args.hidden, args.seconds),
            bench_encode(pairs, table, ids, 256, args.hidden, args.seconds)]
     if args.skip_search:
         print("--skip-search: search comparison skipped")

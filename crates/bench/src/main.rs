@@ -59,14 +59,29 @@ struct Args {
     /// A JSON list of measurements from scripts/bench_torch.py to compare against.
     #[arg(long)]
     compare: Option<PathBuf>,
+    /// The LSTM of the training, split and encoding workloads: the fused operation (host kernels
+    /// on ndarray and flex, CubeCL kernels on wgpu), or the composed recurrence of tensor
+    /// operations, to compare the two. CPU encoding runs on the host either way.
+    #[arg(long, value_enum, default_value_t = Lstm::Fused)]
+    lstm: Lstm,
     /// Internal: run one workload in this process and print its measurement as JSON.
     #[arg(long, hide = true)]
     child: Option<String>,
 }
 
+/// Which LSTM implementation the workloads run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Lstm {
+    /// One fused operation with its own backward pass.
+    Fused,
+    /// A chain of tensor operations per time step.
+    Composed,
+}
+
 fn run_child(args: &Args, what: &str) -> anyhow::Result<Measurement> {
     let (kind, param) = what.split_once(':').context("child workload must be KIND:PARAM")?;
-    Ok(match kind {
+    encoder::lstm::set_fused(args.lstm == Lstm::Fused);
+    let mut m = match kind {
         "search" => bench::search_qps(param.parse()?, 128, args.queries, 10, 7),
         "train" | "encode" | "split" => {
             let backend: Backend = param.parse().map_err(anyhow::Error::msg)?;
@@ -79,7 +94,11 @@ fn run_child(args: &Args, what: &str) -> anyhow::Result<Measurement> {
             }
         }
         other => bail!("unknown workload {other:?}"),
-    })
+    };
+    if args.lstm == Lstm::Composed {
+        m.detail = format!("composed LSTM; {}", m.detail);
+    }
+    Ok(m)
 }
 
 fn spawn(args: &Args, what: &str, threads: Option<usize>) -> anyhow::Result<Measurement> {
@@ -96,6 +115,9 @@ fn spawn(args: &Args, what: &str, threads: Option<usize>) -> anyhow::Result<Meas
     cmd.arg("--encode-batch").arg(args.encode_batch.to_string());
     cmd.arg("--hidden").arg(args.hidden.to_string());
     cmd.arg("--queries").arg(args.queries.to_string());
+    if args.lstm == Lstm::Composed {
+        cmd.arg("--lstm").arg("composed");
+    }
     let out = cmd.output().with_context(|| format!("running workload {what}"))?;
     if !out.status.success() {
         bail!("workload {what} failed:\n{}", String::from_utf8_lossy(&out.stderr).trim());

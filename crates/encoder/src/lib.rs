@@ -14,14 +14,16 @@
 //! its first build is short. The `burn` feature adds the burn model and what trains it (the
 //! ndarray and flex backends, where the LSTM is one fused operation with a hand-written
 //! backward pass over the same host kernels, and autodiff); `wgpu` adds the GPU backend, where
-//! the LSTM runs as composed tensor ops.
+//! the same operation runs as CubeCL kernels.
 //!
 //! The source is split by concern:
 //!
 //! - `model/`: the model ([`model`]: the shapes stored in a package; with `burn`, the encoder,
 //!   LSTM, verdict head, energies, losses, GloVe);
 //! - `cpu/`: host kernels (the matrix product, the gate arithmetic, the recurrence forward and
-//!   backward, the fused burn operation, the host inference path and head);
+//!   backward, the host inference path and head);
+//! - `op/` (with `burn`): the LSTM recurrence as one burn operation with its own backward pass,
+//!   on the host kernels for ndarray and flex and on CubeCL kernels for wgpu;
 //! - `runtime/`: using a trained model ([`runtime`]: backend choice, model package and its
 //!   weights, embedder).
 //!
@@ -43,6 +45,8 @@
 
 mod cpu;
 pub mod model;
+#[cfg(feature = "burn")]
+mod op;
 pub mod runtime;
 
 pub use model::{config, energy};

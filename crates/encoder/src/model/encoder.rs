@@ -229,4 +229,56 @@ mod tests {
         // Both sides also read the same LSTM weights.
         assert!(grads.get::<2>(twin.encoder.forward_lstm.w_hidden.id).is_some());
     }
+
+    /// The whole encoder on wgpu (the LSTM as CubeCL kernels) against flex, for every pooling
+    /// and both directions: the vectors and the gradients of every parameter agree to 1e-4.
+    /// Runs where wgpu must be tested (CI installs lavapipe).
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn wgpu_encoder_matches_flex_for_every_pooling() {
+        use crate::Backend as Choice;
+        if !Choice::Wgpu.required_in_tests() {
+            eprintln!("no wgpu adapter on this machine (and not under CI): wgpu left out");
+            return;
+        }
+        let gpu = Choice::Wgpu.try_device().expect("wgpu is required here").autodiff();
+        let cpu = dev().autodiff();
+        let batch = Batch::from_rows(&[vec![2u32, 3, 4, 5, 6, 7], vec![8u32], vec![9u32, 2, 3], vec![4u32, 4, 4, 4, 4, 4, 4, 4]]);
+        for pooling in [Pooling::Last, Pooling::Mean, Pooling::Max] {
+            for bidirectional in [false, true] {
+                let cfg = EncoderConfig::new(10)
+                    .with_d_embed(6)
+                    .with_d_hidden(8)
+                    .with_pooling(pooling)
+                    .with_bidirectional(bidirectional)
+                    .with_dropout(0.0);
+                let run = |device: &Device| {
+                    let enc = cfg.init(device);
+                    let vectors = enc.forward(BatchTensors::new(&batch, device));
+                    let [b, d] = vectors.dims();
+                    let probe = Tensor::<1, Int>::arange(0..(b * d) as i64, device).float().reshape([b, d]).sin();
+                    let grads = GradientsParams::from_grads((vectors.clone() * probe).sum().backward(), &enc);
+                    let grad = |id| grads.get::<2>(id).map(|g| g.into_data().try_into_vec::<f32>().unwrap()).unwrap_or_default();
+                    let mut lstms = vec![&enc.forward_lstm];
+                    lstms.extend(&enc.backward_lstm);
+                    let mut all = vec![vectors.into_data().try_into_vec::<f32>().unwrap(), grad(enc.embedding.weight.id)];
+                    for lstm in lstms {
+                        all.push(grad(lstm.w_input.id));
+                        all.push(grad(lstm.w_hidden.id));
+                        all.push(grads.get::<1>(lstm.bias.id).unwrap().into_data().try_into_vec::<f32>().unwrap());
+                    }
+                    all
+                };
+                let (g, c) = (run(&gpu), run(&cpu));
+                assert_eq!(g.len(), c.len());
+                for (k, (g, c)) in g.iter().zip(&c).enumerate() {
+                    assert!(!c.is_empty(), "{pooling:?} bi={bidirectional}: part {k} has no gradient");
+                    assert_eq!(g.len(), c.len());
+                    for (x, y) in g.iter().zip(c) {
+                        assert!((x - y).abs() <= 1e-4, "{pooling:?} bi={bidirectional} part {k}: {x} (wgpu) vs {y} (flex)");
+                    }
+                }
+            }
+        }
+    }
 }

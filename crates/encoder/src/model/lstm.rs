@@ -12,6 +12,17 @@ use burn::prelude::*;
 use burn::tensor::activation::{sigmoid, tanh};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static FUSED: AtomicBool = AtomicBool::new(true);
+
+/// Whether [`MaskedLstm::forward`] runs the fused operation where the device has one (the
+/// default) or the composed recurrence everywhere, for this process. Both compute the same
+/// numbers; the switch exists so that a benchmark can compare the two on one machine
+/// (`bench --lstm composed`). Inference on the CPU backends runs on the host either way.
+pub fn set_fused(enabled: bool) {
+    FUSED.store(enabled, Ordering::Relaxed);
+}
 
 /// Shape of a [`MaskedLstm`].
 #[derive(Config, Debug)]
@@ -87,17 +98,16 @@ impl MaskedLstm {
     /// Runs the recurrence over `input` `[B, T, d]` under `mask` `[B, T]` (1 = token, 0 = pad).
     /// Rows must be right-padded. With `keep_all`, also returns every step's hidden state.
     ///
-    /// On the CPU backends this is one fused operation with a hand-written backward pass
-    /// (`cpu::lstm_op`); elsewhere it is [`MaskedLstm::forward_composed`]. Both compute the
-    /// same numbers.
+    /// On the CPU backends and on wgpu this is one fused operation with a hand-written backward
+    /// pass (`op`: host kernels, or CubeCL kernels); elsewhere it is
+    /// [`MaskedLstm::forward_composed`]. All compute the same numbers.
     pub fn forward(&self, input: Tensor<3>, mask: Tensor<2>, keep_all: bool) -> LstmOutput {
-        if !crate::cpu::lstm_op::supported(&input.device()) {
+        if !FUSED.load(Ordering::Relaxed) || !crate::op::supported(&input.device()) {
             return self.forward_composed(input, mask, keep_all);
         }
         let [b, _, _] = input.dims();
         let h = self.d_hidden();
-        let all =
-            crate::cpu::lstm_op::masked_lstm(input, mask.clone(), self.w_input.val(), self.w_hidden.val(), self.bias.val(), self.reverse);
+        let all = crate::op::masked_lstm(input, mask.clone(), self.w_input.val(), self.w_hidden.val(), self.bias.val(), self.reverse);
         // The final state is the output at the last real token (the first one when reading
         // backwards); an empty row's output is zero everywhere.
         let last = if self.reverse {
@@ -110,7 +120,7 @@ impl MaskedLstm {
     }
 
     /// The recurrence as a chain of tensor ops, mask-gated step by step: runs on every backend
-    /// (wgpu uses it) and is the reference the fused operation is tested against.
+    /// and is the reference the fused operation is tested against.
     pub fn forward_composed(&self, input: Tensor<3>, mask: Tensor<2>, keep_all: bool) -> LstmOutput {
         let [b, t, d] = input.dims();
         let h = self.d_hidden();
@@ -276,7 +286,7 @@ mod tests {
         let lengths = [6usize, 2, 0, 5, 1];
         for backend in [Backend::Ndarray, Backend::Flex] {
             let device = backend.device().autodiff();
-            assert!(crate::cpu::lstm_op::supported(&device));
+            assert!(crate::op::supported(&device));
             for reverse in [false, true] {
                 let lstm = MaskedLstmConfig::new(5, 7).with_reverse(reverse).with_seed(11).init(&device);
                 let (x, m) = batch(&lengths, 6, 5, 4, &device);

@@ -47,7 +47,7 @@ impl Embedder {
     #[cfg(feature = "burn")]
     pub fn on_device(package: ModelPackage, device: &Device) -> Result<Self> {
         let device = device.clone().without_autodiff();
-        if crate::cpu::lstm_op::supported(&device) {
+        if crate::op::on_host(&device) {
             return Ok(Self::new(package));
         }
         let encoder = package.encoder_module(&device)?;
@@ -116,7 +116,7 @@ pub fn embed_texts(
     progress: impl FnMut(usize),
 ) -> Result<Vec<f32>> {
     // On the CPU backends the whole encoder runs on the host, without tensors.
-    if crate::cpu::lstm_op::supported(device) {
+    if crate::op::on_host(device) {
         let host = HostEncoder::new(encoder);
         return encode(Engine::Host(&host), tokenizer, texts, batch_size, progress);
     }
