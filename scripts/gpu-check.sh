@@ -7,9 +7,10 @@
 #   scripts/gpu-check.sh run      # on the GPU machine, with runs/gpu carried
 #
 # `run` does, in order: the CubeCL kernel tests on the GPU (the tests CI runs on lavapipe: the
-# kernels against the host operation, and the encoder for every pooling); then `bench` on wgpu:
-# training pairs/s at batch 64 and 512 (h = 128), encoding, and the LSTM's share of a training
-# step; then, where torch imports, scripts/bench_torch.py on CUDA at the same two batch sizes.
+# kernels against the host operation, and the encoder for every pooling); then `bench` on wgpu,
+# with the kernels and with the composed recurrence they replace (`--lstm composed`): training
+# pairs/s at batch 64 and 512 (h = 128), encoding, and the LSTM's share of a training step; then,
+# where torch imports, scripts/bench_torch.py on CUDA at the same two batch sizes.
 # Everything it prints also goes to $OUT (the device tool's output folder) or runs/gpu/out.
 # Budget: about 4 minutes once the binaries are unpacked (SECONDS_PER_RUN=5 by default).
 set -euo pipefail
@@ -53,13 +54,16 @@ run)
   echo "== $(date -u +%FT%TZ) $(nproc) cores; $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi')"
   echo "== kernel tests on this GPU"
   CI=true "$work/encoder" --test-threads 1 op::cube wgpu_encoder
-  echo "== bench, wgpu"
-  for batch in 64 512; do
-    "$work/bench" --data-dir "$PACK/data" --embeddings-dir "$work/emb" --backends wgpu --only train,split \
-      --train-batch "$batch" --seconds "$secs" --threads none --json "$out/wgpu-train-$batch.json"
+  # The kernels, then the composed recurrence they replace, with the same binary.
+  for lstm in fused composed; do
+    echo "== bench, wgpu, $lstm LSTM"
+    for batch in 64 512; do
+      "$work/bench" --data-dir "$PACK/data" --embeddings-dir "$work/emb" --backends wgpu --only train,split \
+        --train-batch "$batch" --seconds "$secs" --threads none --lstm "$lstm" --json "$out/wgpu-$lstm-train-$batch.json"
+    done
+    "$work/bench" --data-dir "$PACK/data" --embeddings-dir "$work/emb" --backends wgpu --only encode \
+      --seconds "$secs" --threads none --lstm "$lstm" --json "$out/wgpu-$lstm-encode.json"
   done
-  "$work/bench" --data-dir "$PACK/data" --embeddings-dir "$work/emb" --backends wgpu --only encode \
-    --seconds "$secs" --threads none --json "$out/wgpu-encode.json"
   if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
     for batch in 64 512; do
       echo "== PyTorch cuDNN, batch $batch"

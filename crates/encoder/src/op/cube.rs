@@ -167,7 +167,9 @@ impl LstmKernelOps for CubeBackend {
         gates: FloatTensor<Self>,
         reverse: bool,
     ) -> FloatTensor<Self> {
-        let [grad_output, mask, w_hidden, c_prev] = prepared([grad_output, mask, w_hidden, c_prev]);
+        // The kernel reads W_hᵀ, so that its units read consecutive addresses.
+        let w_hidden_t = Self::float_transpose(w_hidden);
+        let [grad_output, mask, w_hidden_t, c_prev] = prepared([grad_output, mask, w_hidden_t, c_prev]);
         let gates = into_contiguous(gates);
         let [b, t, four_h] = gates.shape().dims::<3>();
         let h = four_h / 4;
@@ -181,7 +183,7 @@ impl LstmKernelOps for CubeBackend {
                 dim,
                 grad_output.into_tensor_arg(),
                 mask.into_tensor_arg(),
-                w_hidden.into_tensor_arg(),
+                w_hidden_t.into_tensor_arg(),
                 c_prev.into_tensor_arg(),
                 gates.into_tensor_arg(),
                 grad_gates.clone().into_tensor_arg(),

@@ -87,7 +87,21 @@ pub(crate) fn lstm_forward_kernel<F: Float>(
             let mut gf = projected[g4 + h + j] + bias[h + j];
             let mut gg = projected[g4 + 2 * h + j] + bias[2 * h + j];
             let mut go = projected[g4 + 3 * h + j] + bias[3 * h + j];
-            for k in 0..h {
+            // Four rows of W_h per iteration: independent loads in flight (the loop is bound by
+            // memory latency on a GPU, and by gathers on lavapipe).
+            for k4 in 0..h / 4 {
+                let k = 4 * k4;
+                let (h0, h1, h2, h3) = (h_sh[k], h_sh[k + 1], h_sh[k + 2], h_sh[k + 3]);
+                let w0 = k * four_h + j;
+                let w1 = w0 + four_h;
+                let w2 = w1 + four_h;
+                let w3 = w2 + four_h;
+                gi += h0 * w_hidden[w0] + h1 * w_hidden[w1] + h2 * w_hidden[w2] + h3 * w_hidden[w3];
+                gf += h0 * w_hidden[w0 + h] + h1 * w_hidden[w1 + h] + h2 * w_hidden[w2 + h] + h3 * w_hidden[w3 + h];
+                gg += h0 * w_hidden[w0 + 2 * h] + h1 * w_hidden[w1 + 2 * h] + h2 * w_hidden[w2 + 2 * h] + h3 * w_hidden[w3 + 2 * h];
+                go += h0 * w_hidden[w0 + 3 * h] + h1 * w_hidden[w1 + 3 * h] + h2 * w_hidden[w2 + 3 * h] + h3 * w_hidden[w3 + 3 * h];
+            }
+            for k in 4 * (h / 4)..h {
                 let hk = h_sh[k];
                 let w = k * four_h + j;
                 gi += hk * w_hidden[w];
@@ -150,12 +164,13 @@ pub(crate) fn lstm_forward_kernel<F: Float>(
 /// Back-propagation through time of one row per cube: from the output's gradient
 /// `grad_output` `[B, T, h]` and what the forward pass saved, the gradient of every step's
 /// pre-activation gates, `grad_gates` `[B, T, 4h]` (zero on padding). The weight and input
-/// gradients are matrix products of it, done after the launch. Contiguous tensors, as above.
+/// gradients are matrix products of it, done after the launch. Contiguous tensors, as above;
+/// `w_hidden_t` is `W_hᵀ` (`[4h, h]`), so that the units read consecutive addresses.
 #[cube(launch)]
 pub(crate) fn lstm_backward_kernel<F: Float>(
     grad_output: &Tensor<F>,
     mask: &Tensor<F>,
-    w_hidden: &Tensor<F>,
+    w_hidden_t: &Tensor<F>,
     c_prev: &Tensor<F>,
     gates: &Tensor<F>,
     grad_gates: &mut Tensor<F>,
@@ -218,11 +233,20 @@ pub(crate) fn lstm_backward_kernel<F: Float>(
         // gradients times W_hᵀ.
         let mut j = UNIT_POS_X as usize;
         while j < h {
-            let w = j * four_h;
-            let mut acc = F::new(0.0);
-            for k in 0..four_h {
-                acc += dg_sh[k] * w_hidden[w + k];
+            // Four independent sums, as in the forward kernel (4h is a multiple of four).
+            let mut a0 = F::new(0.0);
+            let mut a1 = F::new(0.0);
+            let mut a2 = F::new(0.0);
+            let mut a3 = F::new(0.0);
+            for k4 in 0..h {
+                let k = 4 * k4;
+                let w = k * h + j;
+                a0 += dg_sh[k] * w_hidden_t[w];
+                a1 += dg_sh[k + 1] * w_hidden_t[w + h];
+                a2 += dg_sh[k + 2] * w_hidden_t[w + 2 * h];
+                a3 += dg_sh[k + 3] * w_hidden_t[w + 3 * h];
             }
+            let acc = (a0 + a1) + (a2 + a3);
             dh_sh[j] = acc;
             j += units;
         }
