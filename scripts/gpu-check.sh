@@ -53,7 +53,8 @@ run)
   xz -dc "$PACK/emb/glove.6B.50d.100k.txt.xz" > "$work/emb/glove.6B.50d.100k.txt"
   echo "== $(date -u +%FT%TZ) $(nproc) cores; $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi')"
   echo "== kernel tests on this GPU"
-  CI=true "$work/encoder" --test-threads 1 op::cube wgpu_encoder
+  # A failure is reported, and the benchmarks still run: the run is too scarce to stop early.
+  CI=true "$work/encoder" --test-threads 1 op::cube wgpu_encoder || echo "== THE KERNEL TESTS FAILED ON THIS GPU"
   # The kernels, then the composed recurrence they replace, with the same binary.
   for lstm in fused composed; do
     echo "== bench, wgpu, $lstm LSTM"
