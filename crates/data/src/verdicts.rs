@@ -23,7 +23,7 @@
 //!
 //! // One query whose partner (id 7) is the top hit, flagged at 0.9; the next hit is not a
 //! // partner and scores 0.4.
-//! let ranked = [Ranked { ids: vec![7, 3], flag_scores: vec![0.9, 0.4] }];
+//! let ranked = [Ranked { ids: vec![7, 3], flag_scores: vec![0.9, 0.4], alarm_scores: None }];
 //! let m = verdict_metrics(&ranked, &[vec![7]], 0.5);
 //! assert_eq!((m.detection, m.false_alarm, m.flags_per_query, m.flag_precision), (1.0, 0.0, 1.0, 1.0));
 //! let m = verdict_metrics(&ranked, &[vec![7]], 0.3);
@@ -35,6 +35,9 @@ use serde::{Deserialize, Serialize};
 /// Hits a user sees for one query.
 pub const TOP: usize = 5;
 
+/// How many hits after the top [`TOP`] make a query's background for [`margins`].
+pub const BACKGROUND: usize = 10;
+
 /// One query's hits, best first, the query's own string already left out. To measure false
 /// alarms with the partners removed, it should reach [`TOP`] hits past the query's partners.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +46,31 @@ pub struct Ranked {
     pub ids: Vec<usize>,
     /// The flag score of each hit (same order): flagged when at least the threshold.
     pub flag_scores: Vec<f64>,
+    /// The flag scores of the same hits (same order) as they are when the query's partners are
+    /// not stored, where that changes them (a [`margins`] background moves when the partners
+    /// leave the ranking); `None`: the same as `flag_scores`. Only the non-partner hits' values
+    /// are read, for false alarms.
+    pub alarm_scores: Option<Vec<f64>>,
+}
+
+/// Margin flag scores of one query's hits: each hit's similarity minus the query's background,
+/// the mean similarity of its hits ranked [`TOP`]` + 1` to [`TOP`]` + `[`BACKGROUND`] (those that
+/// exist; no background, and the plain similarities, with none).
+///
+/// Why: a general question ("How can I make money online?") sits close to many stored ones, so
+/// its top hits all clear a similarity threshold, duplicates or not; a real duplicate stands out
+/// from the query's own neighbourhood. Subtracting the background flags hits by how far they
+/// stand out, which a fixed similarity threshold cannot see.
+///
+/// ```
+/// let m = data::verdicts::margins(&[0.95, 0.9, 0.8, 0.8, 0.8, 0.6, 0.4]);
+/// assert!((m[0] - 0.45).abs() < 1e-12); // background: mean of 0.6 and 0.4
+/// ```
+pub fn margins(similarities: &[f64]) -> Vec<f64> {
+    let window = similarities.iter().skip(TOP).take(BACKGROUND);
+    let n = window.clone().count();
+    let background = if n == 0 { 0.0 } else { window.sum::<f64>() / n as f64 };
+    similarities.iter().map(|s| s - background).collect()
 }
 
 /// The search-verdict numbers at one threshold.
@@ -89,7 +117,7 @@ fn deciders(ranked: &[Ranked], partners: &[Vec<usize>]) -> Vec<(Option<f64>, f64
             let worst_alarm = r
                 .ids
                 .iter()
-                .zip(&r.flag_scores)
+                .zip(r.alarm_scores.as_ref().unwrap_or(&r.flag_scores))
                 .filter(|(id, _)| !p.contains(id))
                 .take(TOP)
                 .map(|(_, &s)| s)
@@ -101,8 +129,8 @@ fn deciders(ranked: &[Ranked], partners: &[Vec<usize>]) -> Vec<(Option<f64>, f64
 }
 
 /// The hits of every query of `split`, best first by `scores(q)` (query `q`'s score for every
-/// corpus sentence), its own sentence left out, deep enough to see [`TOP`] hits past its
-/// partners. Queries are ranked in parallel; ties go to the earlier corpus sentence.
+/// corpus sentence), its own sentence left out, deep enough to see [`TOP`] hits and a margin's
+/// [`BACKGROUND`] past its partners. Queries are ranked in parallel; ties go to the earlier corpus sentence.
 pub fn rank_split(split: &crate::metrics::RetrievalSplit, scores: impl Fn(usize) -> Vec<f32> + Sync) -> Vec<Vec<usize>> {
     use rayon::prelude::*;
     split
@@ -112,7 +140,8 @@ pub fn rank_split(split: &crate::metrics::RetrievalSplit, scores: impl Fn(usize)
         .map(|(q, &own)| {
             let s = scores(q);
             assert_eq!(s.len(), split.corpus.len(), "one score per corpus sentence");
-            let depth = TOP + split.relevant[q].len();
+            // Deep enough for the top hits and a margin's background, with or without partners.
+            let depth = TOP + BACKGROUND + split.relevant[q].len();
             let mut top: Vec<usize> = (0..s.len()).filter(|&i| i != own).collect();
             let by_score = |i: &usize, j: &usize| s[*j].total_cmp(&s[*i]).then(i.cmp(j));
             if top.len() > depth {
@@ -211,7 +240,7 @@ mod tests {
     /// q1: partners {20, 21}; hits 22 (0.8), 20 (0.7), 23 (0.1).
     /// q2: partners {30}; hits 31 (0.5), 32 (0.4); its partner is not among the hits.
     fn sample() -> (Vec<Ranked>, Vec<Vec<usize>>) {
-        let r = |ids: &[usize], s: &[f64]| Ranked { ids: ids.to_vec(), flag_scores: s.to_vec() };
+        let r = |ids: &[usize], s: &[f64]| Ranked { ids: ids.to_vec(), flag_scores: s.to_vec(), alarm_scores: None };
         (
             vec![r(&[10, 11, 12], &[0.9, 0.6, 0.2]), r(&[22, 20, 23], &[0.8, 0.7, 0.1]), r(&[31, 32], &[0.5, 0.4])],
             vec![vec![10], vec![20, 21], vec![30]],
@@ -244,10 +273,10 @@ mod tests {
     fn false_alarms_look_past_the_partners_to_the_top_five_others() {
         // Partner first, then six others of which only the sixth scores high: it is outside
         // the top five non-partner hits, so it raises no alarm.
-        let ranked = [Ranked { ids: vec![1, 2, 3, 4, 5, 6, 7], flag_scores: vec![0.9, 0.1, 0.1, 0.1, 0.1, 0.1, 0.95] }];
+        let ranked = [Ranked { ids: vec![1, 2, 3, 4, 5, 6, 7], flag_scores: vec![0.9, 0.1, 0.1, 0.1, 0.1, 0.1, 0.95], alarm_scores: None }];
         assert_eq!(verdict_metrics(&ranked, &[vec![1]], 0.5).false_alarm, 0.0);
         // With the partner removed the window moves by one: ids 2..=6 only.
-        let ranked = [Ranked { ids: vec![1, 2, 3, 4, 5, 6], flag_scores: vec![0.9, 0.1, 0.1, 0.1, 0.1, 0.95] }];
+        let ranked = [Ranked { ids: vec![1, 2, 3, 4, 5, 6], flag_scores: vec![0.9, 0.1, 0.1, 0.1, 0.1, 0.95], alarm_scores: None }];
         assert_eq!(verdict_metrics(&ranked, &[vec![1]], 0.5).false_alarm, 1.0);
     }
 
@@ -279,12 +308,46 @@ mod tests {
         let n = split.corpus.len();
         // Score = corpus position, so higher ids rank first; the query (id 0) scores highest.
         let ranked = rank_split(&split, |_| (0..n).map(|i| if i == 0 { 100.0 } else { i as f32 }).collect());
-        assert_eq!(ranked, vec![vec![7, 6, 5, 4, 3, 2]], "TOP + 1 partner hits, the query left out");
+        assert_eq!(ranked, vec![vec![7, 6, 5, 4, 3, 2, 1]], "every other sentence (fewer than TOP + BACKGROUND + 1), the query left out");
+    }
+
+    #[test]
+    fn margins_subtract_the_mean_of_the_hits_after_the_top_five() {
+        // Hits 6 and 7 are the background (mean 0.3); the top five are shifted by it.
+        let m = margins(&[0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.2]);
+        let want = [0.6, 0.5, 0.4, 0.3, 0.2, 0.1, -0.1];
+        assert_eq!(m.len(), want.len());
+        for (a, b) in m.iter().zip(want) {
+            assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+        }
+        // Only BACKGROUND hits count: hits 16 and on do not.
+        let mut sims = vec![0.9; TOP];
+        sims.extend(vec![0.5; BACKGROUND]);
+        sims.extend(vec![-1.0; 3]);
+        assert!((margins(&sims)[0] - 0.4).abs() < 1e-12);
+        // Five hits or fewer: no background, the similarities themselves.
+        assert_eq!(margins(&[0.9, 0.3]), vec![0.9, 0.3]);
+    }
+
+    #[test]
+    fn false_alarms_read_the_alarm_scores_where_given() {
+        // Partner 1 first. Shown to the user, the others score 0.1; with the partner not stored
+        // they score 0.7 (as a margin would once its background moves).
+        let ranked = [Ranked { ids: vec![1, 2, 3], flag_scores: vec![0.9, 0.1, 0.1], alarm_scores: Some(vec![f64::NAN, 0.7, 0.1]) }];
+        let m = verdict_metrics(&ranked, &[vec![1]], 0.5);
+        assert_eq!((m.detection, m.false_alarm), (1.0, 1.0));
+        // Flags and their precision are what the user sees: only the partner.
+        assert_eq!((m.flags_per_query, m.flag_precision), (1.0, 1.0));
+        let curve = verdict_curve(&ranked, &[vec![1]]);
+        assert_eq!(curve.iter().map(|p| (p.threshold, p.false_alarm)).collect::<Vec<_>>(), [(0.9, 0.0), (0.7, 1.0)]);
     }
 
     #[test]
     fn queries_without_partners_and_non_finite_scores_are_ignored() {
-        let ranked = [Ranked { ids: vec![1], flag_scores: vec![f64::NAN] }, Ranked { ids: vec![2], flag_scores: vec![0.9] }];
+        let ranked = [
+            Ranked { ids: vec![1], flag_scores: vec![f64::NAN], alarm_scores: None },
+            Ranked { ids: vec![2], flag_scores: vec![0.9], alarm_scores: None },
+        ];
         let m = verdict_metrics(&ranked, &[vec![1], vec![]], 0.5);
         assert_eq!((m.queries, m.detection, m.false_alarm), (1, 0.0, 0.0));
         assert!(verdict_curve(&ranked, &[vec![1], vec![]]).is_empty());

@@ -8,7 +8,7 @@
 //! Calibration compares the curves of both scores and keeps the one that detects more.
 
 use data::metrics::RetrievalSplit;
-use data::verdicts::{pick_threshold, rank_split, verdict_curve, verdict_metrics, CurvePoint, Ranked, VerdictMetrics};
+use data::verdicts::{margins, pick_threshold, rank_split, verdict_curve, verdict_metrics, CurvePoint, Ranked, VerdictMetrics};
 use data::Pair;
 use encoder::{Embedder, ModelPackage, SearchFlag};
 use serde::{Deserialize, Serialize};
@@ -35,6 +35,23 @@ pub struct SearchVerdicts {
     /// probability when it has a head): what calibration chooses among.
     #[serde(skip)]
     pub flags: Vec<FlagCurve>,
+    /// The margin flag (the similarity minus the query's background, see
+    /// [`data::verdicts::margins`]) on the same ranking. Packages and search do not offer it
+    /// yet, so calibration never picks it; it is measured here to be chosen on one part of the
+    /// data and reported on another.
+    pub margin: MarginVerdicts,
+}
+
+/// The margin flag's search verdicts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MarginVerdicts {
+    /// At a margin threshold given by the caller (chosen on other queries), if any.
+    pub at_threshold: Option<VerdictMetrics>,
+    /// The most detection at false alarm ≤ [`MAX_FALSE_ALARM`], with the threshold chosen on
+    /// these very queries.
+    pub best_at_max_false_alarm: Option<CurvePoint>,
+    /// Detection and false alarm at every margin threshold where either changes.
+    pub curve: Vec<CurvePoint>,
 }
 
 /// The detection / false-alarm curve of one flag score.
@@ -95,7 +112,25 @@ pub fn with_flags(embedder: &Embedder, split: &RetrievalSplit, ranking: &Ranking
                     ids.iter().map(|&i| energy.similarity_from_distance(f64::from(energy.distance_host(qv, row(i))))).collect()
                 }
             };
-            Some(Ranked { ids: ids.clone(), flag_scores })
+            Some(Ranked { ids: ids.clone(), flag_scores, alarm_scores: None })
+        })
+        .collect()
+}
+
+/// Every query's hits with margin flag scores ([`data::verdicts::margins`]): as search shows
+/// them, and, for false alarms, as they are when the query's partners are not stored (the
+/// background then moves up by as many hits as there were partners in the ranking).
+pub fn with_margins(embedder: &Embedder, split: &RetrievalSplit, ranking: &Ranking) -> Vec<Ranked> {
+    let similarities = with_flags(embedder, split, ranking, SearchFlag::Similarity).expect("every package has a similarity");
+    similarities
+        .into_iter()
+        .zip(&split.relevant)
+        .map(|(r, partners)| {
+            let others: Vec<f64> = r.ids.iter().zip(&r.flag_scores).filter(|(id, _)| !partners.contains(id)).map(|(_, &s)| s).collect();
+            let mut without_partners = margins(&others).into_iter();
+            let alarm_scores =
+                r.ids.iter().map(|id| if partners.contains(id) { f64::NAN } else { without_partners.next().unwrap_or(f64::NAN) }).collect();
+            Ranked { flag_scores: margins(&r.flag_scores), alarm_scores: Some(alarm_scores), ids: r.ids }
         })
         .collect()
 }
@@ -108,8 +143,13 @@ fn package_threshold(embedder: &Embedder) -> f64 {
 
 /// The search verdicts of `embedder`'s package on the retrieval task of `pairs`, flagged as the
 /// package flags search hits, plus the curve of every flag score the package offers (for
-/// calibration).
-pub fn search_verdicts(embedder: &Embedder, pairs: &[Pair], extra_corpus: Option<&[&str]>) -> Result<SearchVerdicts> {
+/// calibration) and the margin flag's verdicts (at `margin_threshold`, when given).
+pub fn search_verdicts(
+    embedder: &Embedder,
+    pairs: &[Pair],
+    extra_corpus: Option<&[&str]>,
+    margin_threshold: Option<f64>,
+) -> Result<SearchVerdicts> {
     let split = split_of(pairs, extra_corpus);
     let ranking = rank(embedder, &split)?;
     let flag = embedder.package.search_flag;
@@ -124,12 +164,20 @@ pub fn search_verdicts(embedder: &Embedder, pairs: &[Pair], extra_corpus: Option
         flags.push(FlagCurve { flag: f, curve });
     }
     let (at_package_threshold, curve) = own.expect("a package always offers its own search flag");
+    let by_margin = with_margins(embedder, &split, &ranking);
+    let margin_curve = verdict_curve(&by_margin, &split.relevant);
+    let margin = MarginVerdicts {
+        at_threshold: margin_threshold.map(|t| verdict_metrics(&by_margin, &split.relevant, t)),
+        best_at_max_false_alarm: pick_threshold(&margin_curve, MAX_FALSE_ALARM),
+        curve: margin_curve,
+    };
     Ok(SearchVerdicts {
         flag_score: flag.describe().to_string(),
         at_package_threshold,
         best_at_max_false_alarm: pick_threshold(&curve, MAX_FALSE_ALARM),
         curve,
         flags,
+        margin,
     })
 }
 

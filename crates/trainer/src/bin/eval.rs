@@ -85,6 +85,12 @@ struct Args {
     /// similarity). Report search verdicts on other data than this (--report).
     #[arg(long, value_name = "MAX_FALSE_ALARM", requires = "heldout", value_parser = rate)]
     calibrate_search: Option<f64>,
+    /// With --verdicts: also report the margin flag (a hit's similarity minus the mean
+    /// similarity of the query's hits ranked 6 to 15) at this margin threshold, chosen on other
+    /// queries (e.g. the best one --heldout --verdicts prints). Search does not use the margin
+    /// flag yet; this measures it.
+    #[arg(long, value_name = "MARGIN", requires = "verdicts")]
+    margin_threshold: Option<f64>,
 }
 
 fn rate(s: &str) -> Result<f64, String> {
@@ -156,7 +162,7 @@ fn run() -> anyhow::Result<()> {
     }
     // One ranking of the corpus serves both the report and the calibration.
     let verdicts = match args.verdicts || args.calibrate_search.is_some() {
-        true => Some(trainer::verdicts::search_verdicts(&embedder, &pairs, extra_refs.as_deref())?),
+        true => Some(trainer::verdicts::search_verdicts(&embedder, &pairs, extra_refs.as_deref(), args.margin_threshold)?),
         false => None,
     };
     if args.json {
@@ -212,6 +218,21 @@ fn print_verdicts(v: &trainer::verdicts::SearchVerdicts) -> std::io::Result<()> 
     fsio::say!("curve: threshold  detection  false_alarm")?;
     for p in trainer::verdicts::thin(&v.curve, 15) {
         fsio::say!("       {:>9.4}  {:>9.4}  {:>11.4}", p.threshold, p.detection, p.false_alarm)?;
+    }
+    let margin = &v.margin;
+    if let Some(m) = &margin.at_threshold {
+        fsio::say!(
+            "margin flag (similarity minus the mean of hits 6-15) >= {:.4}: detection {:.4}  false alarm {:.4}  flags/query {:.2}  flag precision {:.4}",
+            m.threshold, m.detection, m.false_alarm, m.flags_per_query, m.flag_precision
+        )?;
+    }
+    if let Some(p) = &margin.best_at_max_false_alarm {
+        fsio::say!(
+            "margin flag: best detection at false alarm <= {:.2} (threshold chosen on these queries): {:.4} at margin >= {:.4}",
+            trainer::verdicts::MAX_FALSE_ALARM,
+            p.detection,
+            p.threshold
+        )?;
     }
     Ok(())
 }

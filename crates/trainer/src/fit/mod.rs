@@ -201,7 +201,7 @@ fn calibrate_search(dir: &std::path::Path, dirs: &DataDirs, max_false_alarm: f64
     let embedder = encoder::Embedder::on_device(ModelPackage::load(dir)?, device)?;
     let (valid, sentences, _) = evaluate::heldout_pairs(&embedder.package, dirs, HeldoutPart::Selection)?;
     let corpus: Vec<&str> = sentences.iter().map(String::as_str).collect();
-    let verdicts = crate::verdicts::search_verdicts(&embedder, &valid, Some(&corpus))?;
+    let verdicts = crate::verdicts::search_verdicts(&embedder, &valid, Some(&corpus), None)?;
     let (flag, point) = crate::verdicts::store_search_threshold(&embedder.package, &verdicts, max_false_alarm)?;
     fsio::warn!(
         "search threshold {:.4} ({}) chosen on the validation pairs: detection {:.4}, false alarm {:.4}",
