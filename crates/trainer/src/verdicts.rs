@@ -117,20 +117,20 @@ pub fn with_flags(embedder: &Embedder, split: &RetrievalSplit, ranking: &Ranking
         .collect()
 }
 
-/// Every query's hits with margin flag scores ([`data::verdicts::margins`]): as search shows
-/// them, and, for false alarms, as they are when the query's partners are not stored (the
-/// background then moves up by as many hits as there were partners in the ranking).
-pub fn with_margins(embedder: &Embedder, split: &RetrievalSplit, ranking: &Ranking) -> Vec<Ranked> {
-    let similarities = with_flags(embedder, split, ranking, SearchFlag::Similarity).expect("every package has a similarity");
+/// Every query's hits with margin flag scores ([`data::verdicts::margins`]), from the same hits
+/// flagged by similarity (`similarities`, from [`with_flags`]): as search shows them, and, for
+/// false alarms, as they are when the query's partners are not stored (the background then
+/// moves up by as many hits as there were partners in the ranking).
+pub fn with_margins(similarities: &[Ranked], partners: &[Vec<usize>]) -> Vec<Ranked> {
     similarities
-        .into_iter()
-        .zip(&split.relevant)
+        .iter()
+        .zip(partners)
         .map(|(r, partners)| {
             let others: Vec<f64> = r.ids.iter().zip(&r.flag_scores).filter(|(id, _)| !partners.contains(id)).map(|(_, &s)| s).collect();
             let mut without_partners = margins(&others).into_iter();
             let alarm_scores =
                 r.ids.iter().map(|id| if partners.contains(id) { f64::NAN } else { without_partners.next().unwrap_or(f64::NAN) }).collect();
-            Ranked { flag_scores: margins(&r.flag_scores), alarm_scores: Some(alarm_scores), ids: r.ids }
+            Ranked { flag_scores: margins(&r.flag_scores), alarm_scores: Some(alarm_scores), ids: r.ids.clone() }
         })
         .collect()
 }
@@ -155,6 +155,7 @@ pub fn search_verdicts(
     let flag = embedder.package.search_flag;
     let mut flags = Vec::new();
     let mut own = None;
+    let mut by_similarity = Vec::new();
     for f in [SearchFlag::HeadProbability, SearchFlag::Similarity] {
         let Some(ranked) = with_flags(embedder, &split, &ranking, f) else { continue };
         let curve = verdict_curve(&ranked, &split.relevant);
@@ -162,9 +163,13 @@ pub fn search_verdicts(
             own = Some((verdict_metrics(&ranked, &split.relevant, package_threshold(embedder)), curve.clone()));
         }
         flags.push(FlagCurve { flag: f, curve });
+        if f == SearchFlag::Similarity {
+            by_similarity = ranked;
+        }
     }
     let (at_package_threshold, curve) = own.expect("a package always offers its own search flag");
-    let by_margin = with_margins(embedder, &split, &ranking);
+    // The margins start from the similarities just computed.
+    let by_margin = with_margins(&by_similarity, &split.relevant);
     let margin_curve = verdict_curve(&by_margin, &split.relevant);
     let margin = MarginVerdicts {
         at_threshold: margin_threshold.map(|t| verdict_metrics(&by_margin, &split.relevant, t)),
