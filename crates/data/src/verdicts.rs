@@ -35,9 +35,6 @@ use serde::{Deserialize, Serialize};
 /// Hits a user sees for one query.
 pub const TOP: usize = 5;
 
-/// How many hits after the top [`TOP`] make a query's background for [`margins`].
-pub const BACKGROUND: usize = 10;
-
 /// One query's hits, best first, the query's own string already left out. To measure false
 /// alarms with the partners removed, it should reach [`TOP`] hits past the query's partners.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,30 +44,10 @@ pub struct Ranked {
     /// The flag score of each hit (same order): flagged when at least the threshold.
     pub flag_scores: Vec<f64>,
     /// The flag scores of the same hits (same order) as they are when the query's partners are
-    /// not stored, where that changes them (a [`margins`] background moves when the partners
+    /// not stored, where that changes them (a margin's background moves when the partners
     /// leave the ranking); `None`: the same as `flag_scores`. Only the non-partner hits' values
     /// are read, for false alarms.
     pub alarm_scores: Option<Vec<f64>>,
-}
-
-/// Margin flag scores of one query's hits: each hit's similarity minus the query's background,
-/// the mean similarity of its hits ranked [`TOP`]` + 1` to [`TOP`]` + `[`BACKGROUND`] (those that
-/// exist; no background, and the plain similarities, with none).
-///
-/// Why: a general question ("How can I make money online?") sits close to many stored ones, so
-/// its top hits all clear a similarity threshold, duplicates or not; a real duplicate stands out
-/// from the query's own neighbourhood. Subtracting the background flags hits by how far they
-/// stand out, which a fixed similarity threshold cannot see.
-///
-/// ```
-/// let m = data::verdicts::margins(&[0.95, 0.9, 0.8, 0.8, 0.8, 0.6, 0.4]);
-/// assert!((m[0] - 0.45).abs() < 1e-12); // background: mean of 0.6 and 0.4
-/// ```
-pub fn margins(similarities: &[f64]) -> Vec<f64> {
-    let window = similarities.iter().skip(TOP).take(BACKGROUND);
-    let n = window.clone().count();
-    let background = if n == 0 { 0.0 } else { window.sum::<f64>() / n as f64 };
-    similarities.iter().map(|s| s - background).collect()
 }
 
 /// The search-verdict numbers at one threshold.
@@ -129,9 +106,10 @@ fn deciders(ranked: &[Ranked], partners: &[Vec<usize>]) -> Vec<(Option<f64>, f64
 }
 
 /// The hits of every query of `split`, best first by `scores(q)` (query `q`'s score for every
-/// corpus sentence), its own sentence left out, deep enough to see [`TOP`] hits and a margin's
-/// [`BACKGROUND`] past its partners. Queries are ranked in parallel; ties go to the earlier corpus sentence.
-pub fn rank_split(split: &crate::metrics::RetrievalSplit, scores: impl Fn(usize) -> Vec<f32> + Sync) -> Vec<Vec<usize>> {
+/// corpus sentence), its own sentence left out, `depth` hits past its partners (at least
+/// [`TOP`]; deeper for a flag score that reads hits the user does not see). Queries are ranked
+/// in parallel; ties go to the earlier corpus sentence.
+pub fn rank_split(split: &crate::metrics::RetrievalSplit, depth: usize, scores: impl Fn(usize) -> Vec<f32> + Sync) -> Vec<Vec<usize>> {
     use rayon::prelude::*;
     split
         .queries
@@ -140,8 +118,8 @@ pub fn rank_split(split: &crate::metrics::RetrievalSplit, scores: impl Fn(usize)
         .map(|(q, &own)| {
             let s = scores(q);
             assert_eq!(s.len(), split.corpus.len(), "one score per corpus sentence");
-            // Deep enough for the top hits and a margin's background, with or without partners.
-            let depth = TOP + BACKGROUND + split.relevant[q].len();
+            // As deep with the partners as without them.
+            let depth = depth.max(TOP) + split.relevant[q].len();
             let mut top: Vec<usize> = (0..s.len()).filter(|&i| i != own).collect();
             let by_score = |i: &usize, j: &usize| s[*j].total_cmp(&s[*i]).then(i.cmp(j));
             if top.len() > depth {
@@ -307,26 +285,12 @@ mod tests {
         assert_eq!(split.queries.len(), 1);
         let n = split.corpus.len();
         // Score = corpus position, so higher ids rank first; the query (id 0) scores highest.
-        let ranked = rank_split(&split, |_| (0..n).map(|i| if i == 0 { 100.0 } else { i as f32 }).collect());
-        assert_eq!(ranked, vec![vec![7, 6, 5, 4, 3, 2, 1]], "every other sentence (fewer than TOP + BACKGROUND + 1), the query left out");
-    }
-
-    #[test]
-    fn margins_subtract_the_mean_of_the_hits_after_the_top_five() {
-        // Hits 6 and 7 are the background (mean 0.3); the top five are shifted by it.
-        let m = margins(&[0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.2]);
-        let want = [0.6, 0.5, 0.4, 0.3, 0.2, 0.1, -0.1];
-        assert_eq!(m.len(), want.len());
-        for (a, b) in m.iter().zip(want) {
-            assert!((a - b).abs() < 1e-12, "{a} vs {b}");
-        }
-        // Only BACKGROUND hits count: hits 16 and on do not.
-        let mut sims = vec![0.9; TOP];
-        sims.extend(vec![0.5; BACKGROUND]);
-        sims.extend(vec![-1.0; 3]);
-        assert!((margins(&sims)[0] - 0.4).abs() < 1e-12);
-        // Five hits or fewer: no background, the similarities themselves.
-        assert_eq!(margins(&[0.9, 0.3]), vec![0.9, 0.3]);
+        let scores = |_| (0..n).map(|i| if i == 0 { 100.0 } else { i as f32 }).collect();
+        let ranked = rank_split(&split, 20, scores);
+        assert_eq!(ranked, vec![vec![7, 6, 5, 4, 3, 2, 1]], "every other sentence, the query left out");
+        // Depth 5 past one partner: six hits.
+        assert_eq!(rank_split(&split, 5, scores), vec![vec![7, 6, 5, 4, 3, 2]]);
+        assert_eq!(rank_split(&split, 1, scores), vec![vec![7, 6, 5, 4, 3, 2]], "never fewer than TOP past the partners");
     }
 
     #[test]

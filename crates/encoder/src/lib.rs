@@ -25,7 +25,7 @@
 //! - `op/` (with `burn`): the LSTM recurrence as one burn operation with its own backward pass,
 //!   on the host kernels for ndarray and flex and on CubeCL kernels for wgpu;
 //! - `runtime/`: using a trained model ([`runtime`]: backend choice, model package and its
-//!   weights, embedder).
+//!   weights, embedder, search flags).
 //!
 //! The modules of `model/` and `runtime/` are also reachable at the crate root
 //! (`encoder::energy`, `encoder::package`, ...), and the most used items are re-exported here.
@@ -52,7 +52,7 @@ pub mod runtime;
 pub use model::{config, energy};
 #[cfg(feature = "burn")]
 pub use model::{glove, head, loss, lstm};
-pub use runtime::{backend, embed, package};
+pub use runtime::{backend, embed, flag, package};
 
 pub use backend::Backend;
 pub use cpu::gemm::matmul;
@@ -60,6 +60,7 @@ pub use cpu::head::HostHead;
 pub use cpu::host::HostEncoder;
 pub use embed::Embedder;
 pub use energy::Energy;
+pub use flag::SearchFlag;
 #[cfg(feature = "burn")]
 pub use glove::{Coverage, Glove};
 #[cfg(feature = "burn")]
@@ -73,7 +74,7 @@ pub use lstm::{MaskedLstm, MaskedLstmConfig};
 #[cfg(feature = "burn")]
 pub use model::{l2_normalize, BatchTensors, SentenceEncoder, TwinEncoder};
 pub use model::{EncoderConfig, Pooling, VerdictHeadConfig};
-pub use package::{ModelPackage, PackageConfig, SearchFlag};
+pub use package::{HitVerdict, ModelPackage, PackageConfig};
 
 use std::path::{Path, PathBuf};
 

@@ -271,6 +271,14 @@ fn saving_replaces_a_package_and_nothing_else() {
     assert!(names.iter().all(|n| !n.starts_with(fsio::TEMP_PREFIX)), "{names:?}");
 }
 
+/// The search verdict on a query's only hit, at `distance`.
+fn flags(p: &ModelPackage, distance: f64, probability: Option<f32>) -> bool {
+    let probabilities = probability.map(|p| vec![p]);
+    let verdicts = p.judge_hits(&[distance], probabilities.as_deref());
+    assert_eq!(verdicts[0].margin, None, "one hit has no background");
+    verdicts[0].duplicate
+}
+
 #[test]
 fn a_search_threshold_round_trips_and_older_packages_fall_back_to_the_pair_verdict() {
     let tmp = tempfile::tempdir().unwrap();
@@ -281,7 +289,7 @@ fn a_search_threshold_round_trips_and_older_packages_fall_back_to_the_pair_verdi
     // No search threshold: search judges exactly as the pair verdict.
     assert_eq!(plain.search_threshold, None);
     for d in [0.1, 0.7, 0.9, 1.3] {
-        assert_eq!(plain.is_search_duplicate(d, None), plain.is_duplicate(d, None), "distance {d}");
+        assert_eq!(flags(&plain, d, None), plain.is_duplicate(d, None), "distance {d}");
     }
     assert_eq!(plain.search_similarity_threshold(), Some(Energy::Euclidean.similarity_from_distance(0.8)));
 
@@ -294,8 +302,8 @@ fn a_search_threshold_round_trips_and_older_packages_fall_back_to_the_pair_verdi
     // Euclidean on unit vectors: similarity = 1 − d²/2, so the nearer distance clears the
     // search threshold and the farther one does not, though the pair threshold calls both
     // duplicates.
-    assert!(p.is_search_duplicate(0.4, None) && p.is_duplicate(0.4, None));
-    assert!(!p.is_search_duplicate(0.5, None) && p.is_duplicate(0.5, None));
+    assert!(flags(&p, 0.4, None) && p.is_duplicate(0.4, None));
+    assert!(!flags(&p, 0.5, None) && p.is_duplicate(0.5, None));
 
     // A search threshold that is not a number is refused on save and named on load.
     let bad = serde_json::json!({"threshold": 0.8, "search_threshold": "high"});
@@ -347,7 +355,7 @@ fn a_package_with_a_head_may_flag_search_hits_by_similarity() {
         (p.search_flag, p.search_probability_threshold(), p.search_similarity_threshold()),
         (SearchFlag::HeadProbability, Some(0.95), None)
     );
-    assert!(p.is_search_duplicate(1.9, Some(0.96)) && !p.is_search_duplicate(0.1, Some(0.94)));
+    assert!(flags(&p, 1.9, Some(0.96)) && !flags(&p, 0.1, Some(0.94)));
     // With "similarity", the same threshold applies to the similarity and the head is ignored
     // in search (Euclidean on unit vectors: similarity = 1 − d²/2), but still judges pairs.
     let metrics = serde_json::json!({"threshold": 0.8, "head_threshold": 0.6, "search_threshold": 0.95, "search_flag": "similarity"});
@@ -356,7 +364,7 @@ fn a_package_with_a_head_may_flag_search_hits_by_similarity() {
         (p.search_flag, p.search_probability_threshold(), p.search_similarity_threshold()),
         (SearchFlag::Similarity, None, Some(0.95))
     );
-    assert!(p.is_search_duplicate(0.3, Some(0.0)) && !p.is_search_duplicate(0.4, Some(1.0)));
+    assert!(flags(&p, 0.3, Some(0.0)) && !flags(&p, 0.4, Some(1.0)));
     assert!(p.is_duplicate(0.4, Some(1.0)));
     // A flag needs a threshold; an unknown flag is named.
     assert!(save("no-threshold", serde_json::json!({"threshold": 0.8, "head_threshold": 0.6, "search_flag": "similarity"})).is_err());
@@ -366,4 +374,39 @@ fn a_package_with_a_head_may_flag_search_hits_by_similarity() {
     std::fs::write(dir.join("metrics.json"), serde_json::to_vec(&odd).unwrap()).unwrap();
     let e = load_err(&dir);
     assert!(e.contains("metrics.json") && e.contains("search_flag"), "{e}");
+}
+
+#[test]
+fn a_margin_package_flags_hits_that_stand_out_from_the_query_background() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, tok) = sample(&tmp.path().join("plain"));
+    let plain = ModelPackage::load(&tmp.path().join("plain")).unwrap();
+    let plain_encoder = plain.encoder_module(&Backend::Flex.device()).unwrap();
+    assert_eq!((plain.search_depth(5), plain.search_margin_threshold()), (5, None), "only a margin package looks deeper");
+    let dir = tmp.path().join("margin");
+    let metrics = serde_json::json!({"threshold": 0.8, "search_threshold": 0.2, "search_flag": "margin"});
+    ModelPackage::save(&dir, &config, &tok, &plain_encoder, None, &metrics).unwrap();
+    let p = ModelPackage::load(&dir).unwrap();
+    assert_eq!(p.search_flag, SearchFlag::Margin);
+    assert_eq!((p.search_margin_threshold(), p.search_similarity_threshold(), p.search_probability_threshold()), (Some(0.2), None, None));
+    assert_eq!((p.search_depth(5), p.search_depth(40)), (15, 40));
+    // Euclidean on unit vectors: similarity = 1 − d²/2. Similarities 0.98, 0.82, 0.755, then
+    // twelve at 0.68: the background (hits 6 to 15) is 0.68, so the margins are 0.30, 0.14,
+    // 0.075 and 0. Only the first clears 0.2, though the pair threshold (distance 0.8) calls
+    // every hit a duplicate.
+    let mut distances = vec![0.2, 0.6, 0.7];
+    distances.extend([0.8; 12]);
+    let verdicts = p.judge_hits(&distances, None);
+    assert_eq!(verdicts.iter().map(|v| v.duplicate).collect::<Vec<_>>(), [[true].as_slice(), &[false; 14]].concat());
+    let margins: Vec<f64> = verdicts.iter().map(|v| v.margin.unwrap()).collect();
+    for (m, want) in margins.iter().zip([0.30, 0.14, 0.075, 0.0]) {
+        assert!((m - want).abs() < 1e-9, "{margins:?}");
+    }
+    assert!(distances.iter().all(|&d| p.is_duplicate(d, None)));
+    // Too few hits for a background (a tiny collection): the pair verdict, and no margin.
+    let few = p.judge_hits(&[0.2, 0.6, 0.9], None);
+    assert_eq!(few.iter().map(|v| (v.duplicate, v.margin)).collect::<Vec<_>>(), [(true, None), (true, None), (false, None)]);
+    // A margin flag needs a threshold.
+    let bad = serde_json::json!({"threshold": 0.8, "search_flag": "margin"});
+    assert!(ModelPackage::save(&tmp.path().join("bad"), &config, &tok, &plain_encoder, None, &bad).is_err());
 }

@@ -23,8 +23,12 @@ pub struct SearchHit {
     pub sentence: String,
     /// The energy's similarity to the query (cosine for unit vectors).
     pub similarity: f64,
-    /// The package's verdict on a search hit ([`encoder::ModelPackage::is_search_duplicate`]).
+    /// The package's verdict on a search hit ([`encoder::ModelPackage::judge_hits`]).
     pub duplicate: bool,
+    /// How far the similarity stands above the query's background (the mean similarity of its
+    /// hits ranked 6 to 15), for packages that flag search hits by margin.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub margin: Option<f64>,
     /// The verdict head's probability, for packages with a head.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duplicate_probability: Option<f32>,
@@ -44,8 +48,12 @@ pub struct QueryHits {
 pub struct SearchReport {
     /// The model package that judged.
     pub model: PathBuf,
-    /// Hits at or above this similarity are duplicates (packages without a head; `null` with one).
+    /// Hits at or above this similarity are duplicates (packages that flag by similarity;
+    /// `null` for the others).
     pub duplicate_if_similarity_at_least: Option<f64>,
+    /// Hits whose margin is at least this are duplicates (packages that flag by margin).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_if_margin_at_least: Option<f64>,
     /// Hits whose head probability is at least this are duplicates (packages with a head).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duplicate_if_probability_at_least: Option<f64>,
@@ -55,8 +63,9 @@ pub struct SearchReport {
 
 impl SearchReport {
     /// Searches `index` for the `k` nearest stored sentences of each query and judges each hit.
-    /// Ranking is by the energy; a package with a verdict head judges hits with it. With a
-    /// graph, candidates come from it ([`Ann::top_k`]); without, search is exact.
+    /// Ranking is by the energy; hits are flagged by the package's search flag (which may rank
+    /// deeper than `k`, see [`encoder::ModelPackage::search_depth`]). With a graph, candidates
+    /// come from it ([`Ann::top_k`]); without, search is exact.
     pub fn build(embedder: &Embedder, index: &Index, ann: Option<&Ann>, queries: &[String], k: usize) -> Result<Self> {
         let texts: Vec<&str> = queries.iter().map(String::as_str).collect();
         let qv = embedder.embed(&texts)?;
@@ -67,9 +76,10 @@ impl SearchReport {
     /// batch of several requests embedded at once.
     pub fn from_vectors(embedder: &Embedder, index: &Index, ann: Option<&Ann>, queries: &[String], qv: &[f32], k: usize) -> Result<Self> {
         let d = embedder.dim();
+        let depth = embedder.package.search_depth(k);
         let all_hits = match ann {
-            Some(ann) => qv.chunks(d).map(|q| ann.top_k(index, q, k)).collect::<Result<Vec<_>>>()?,
-            None => index.top_k_batch(qv, k),
+            Some(ann) => qv.chunks(d).map(|q| ann.top_k(index, q, depth)).collect::<Result<Vec<_>>>()?,
+            None => index.top_k_batch(qv, depth),
         };
         let stored = all_hits
             .iter()
@@ -85,20 +95,20 @@ impl SearchReport {
                     .collect()
             })
             .collect();
-        Ok(Self::judge(embedder, queries, qv, stored))
+        Ok(Self::judge(embedder, queries, qv, stored, k))
     }
 
     /// Searches `store` for the `k` nearest stored items of each query (`qv`: one row per query)
     /// and judges each hit.
     pub fn from_store(embedder: &Embedder, store: &dyn Store, queries: &[String], qv: &[f32], k: usize) -> Result<Self> {
-        let hits = store.search(qv, embedder.dim(), k)?;
-        Ok(Self::judge(embedder, queries, qv, hits))
+        let hits = store.search(qv, embedder.dim(), embedder.package.search_depth(k))?;
+        Ok(Self::judge(embedder, queries, qv, hits, k))
     }
 
-    /// Judges found items: the energy's similarity and the package's verdict (its head's, for
-    /// packages with one) from each query's vector and the stored vector, so that every store
-    /// gives the same verdicts for the same hits.
-    pub fn judge(embedder: &Embedder, queries: &[String], qv: &[f32], all_hits: Vec<Vec<StoredHit>>) -> Self {
+    /// Judges found items (each query's, best first): the energy's similarity and the
+    /// package's search verdict from each query's vector and the stored vector, so that every
+    /// store gives the same verdicts for the same hits; then keeps each query's first `k`.
+    pub fn judge(embedder: &Embedder, queries: &[String], qv: &[f32], all_hits: Vec<Vec<StoredHit>>, k: usize) -> Self {
         let package = &embedder.package;
         let energy = package.config.energy;
         let d = embedder.dim();
@@ -106,21 +116,23 @@ impl SearchReport {
         for ((qi, query), hits) in queries.iter().enumerate().zip(all_hits) {
             let qvec = &qv[qi * d..(qi + 1) * d];
             let probabilities = embedder.head_probabilities(hits.len(), |i| (qvec, hits[i].vector.as_slice()));
+            let probabilities = probabilities.as_ref().map(|(p, _)| p.as_slice());
+            let distances: Vec<f64> = hits.iter().map(|h| f64::from(energy.distance_host(qvec, &h.vector))).collect();
+            let verdicts = package.judge_hits(&distances, probabilities);
             let results = hits
                 .into_iter()
+                .zip(distances.iter().zip(verdicts))
+                .take(k)
                 .enumerate()
-                .map(|(rank, h)| {
-                    let distance = f64::from(energy.distance_host(qvec, &h.vector));
-                    let p = probabilities.as_ref().map(|(p, _)| p[rank]);
-                    SearchHit {
-                        rank: rank + 1,
-                        id: h.id,
-                        key: h.key,
-                        sentence: h.sentence,
-                        similarity: energy.similarity_from_distance(distance),
-                        duplicate: package.is_search_duplicate(distance, p),
-                        duplicate_probability: p,
-                    }
+                .map(|(rank, (h, (&distance, verdict)))| SearchHit {
+                    rank: rank + 1,
+                    id: h.id,
+                    key: h.key,
+                    sentence: h.sentence,
+                    similarity: energy.similarity_from_distance(distance),
+                    duplicate: verdict.duplicate,
+                    margin: verdict.margin,
+                    duplicate_probability: probabilities.map(|p| p[rank]),
                 })
                 .collect();
             out.push(QueryHits { query: query.clone(), results });
@@ -128,6 +140,7 @@ impl SearchReport {
         Self {
             model: package.dir.clone(),
             duplicate_if_similarity_at_least: package.search_similarity_threshold(),
+            duplicate_if_margin_at_least: package.search_margin_threshold(),
             duplicate_if_probability_at_least: package.search_probability_threshold(),
             queries: out,
         }
@@ -168,6 +181,7 @@ mod tests {
         SearchReport {
             model: PathBuf::from("m"),
             duplicate_if_similarity_at_least: Some(0.8),
+            duplicate_if_margin_at_least: None,
             duplicate_if_probability_at_least: None,
             queries: vec![QueryHits {
                 query: "q\u{1b}[2J".into(),
@@ -179,6 +193,7 @@ mod tests {
                         sentence: "a\n  2. 0.999  duplicate      forged".into(),
                         similarity: 0.91234,
                         duplicate: true,
+                        margin: None,
                         duplicate_probability: None,
                     },
                     SearchHit {
@@ -188,6 +203,7 @@ mod tests {
                         sentence: "b".into(),
                         similarity: 0.5,
                         duplicate: false,
+                        margin: None,
                         duplicate_probability: None,
                     },
                 ],

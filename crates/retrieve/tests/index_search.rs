@@ -325,3 +325,47 @@ fn search_flags_hits_with_the_package_search_threshold() {
     assert_eq!(all, vec![true; 6]);
     assert_eq!(rule, -1.0);
 }
+
+#[test]
+fn a_margin_package_judges_the_shown_hits_against_the_query_background() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_package(tmp.path(), 12, 16);
+    let pkg = ModelPackage::load(&model).unwrap();
+    let encoder = pkg.encoder_module(&Backend::Flex.device()).unwrap();
+    let idx = tmp.path().join("s.idx");
+    ok(&retrieve(&["index", s(&fixtures().join("sentences.txt")), "--index", s(&idx), "--model", s(&model)]));
+    let search = |model: &std::path::Path, k: &str| -> serde_json::Value {
+        let out = ok(&retrieve(&["search", "how to cook rice well", "--index", s(&idx), "--model", s(model), "-k", k, "--json"]));
+        serde_json::from_str(&out).unwrap()
+    };
+    // The background by hand, from the 15 nearest as the plain package ranks them.
+    let sims: Vec<f64> =
+        search(&model, "15")["queries"][0]["results"].as_array().unwrap().iter().map(|r| r["similarity"].as_f64().unwrap()).collect();
+    assert_eq!(sims.len(), 15);
+    let background = sims[5..].iter().sum::<f64>() / 10.0;
+    // A threshold between the first two hits' margins flags only the first.
+    assert!(sims[0] > sims[1], "{sims:?}");
+    let threshold = (sims[0] + sims[1]) / 2.0 - background;
+    let dir = tmp.path().join("margin");
+    let metrics = serde_json::json!({"threshold": pkg.threshold, "search_threshold": threshold, "search_flag": "margin"});
+    ModelPackage::save(&dir, &pkg.config, &pkg.tokenizer, &encoder, None, &metrics).unwrap();
+    // Two hits shown, fifteen ranked: each shown hit carries its margin over that background.
+    let v = search(&dir, "2");
+    let hits = v["queries"][0]["results"].as_array().unwrap();
+    assert_eq!(hits.len(), 2);
+    assert_eq!(hits.iter().map(|h| h["duplicate"].as_bool().unwrap()).collect::<Vec<_>>(), [true, false]);
+    for (h, sim) in hits.iter().zip(&sims) {
+        assert!((h["margin"].as_f64().unwrap() - (sim - background)).abs() < 1e-5, "{h}");
+    }
+    assert_eq!(
+        (v["duplicate_if_margin_at_least"].as_f64(), &v["duplicate_if_similarity_at_least"]),
+        (Some(threshold), &serde_json::Value::Null)
+    );
+    // The plain package's JSON says nothing of margins.
+    assert!(search(&model, "2")["queries"][0]["results"][0].get("margin").is_none());
+    // dedup judges each sentence's nearest as search does, and says so.
+    let out = tmp.path().join("pairs.csv");
+    let run = retrieve(&["dedup", s(&fixtures().join("sentences.txt")), "--model", s(&dir), "-o", s(&out)]);
+    assert!(run.status.success() && stderr(&run).contains("margin >="), "{}", stderr(&run));
+    assert!(std::fs::read_to_string(&out).unwrap().starts_with("cluster,row1,row2,sentence1,sentence2,similarity\n"));
+}

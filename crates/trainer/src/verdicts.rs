@@ -4,12 +4,14 @@
 //! The corpus is every distinct question of the pairs (plus any extra corpus, e.g. every
 //! question of a training file as distractors); the queries are the first questions of the
 //! duplicate pairs. Hits are ranked by the energy, as search ranks them, and flagged by the
-//! package's own rule (its `search_flag`: the verdict head's probability or the similarity).
-//! Calibration compares the curves of both scores and keeps the one that detects more.
+//! package's own rule (its `search_flag`: the verdict head's probability, the similarity or the
+//! margin, see `encoder::flag`). Calibration compares the curves of every score and keeps the
+//! one that detects most.
 
 use data::metrics::RetrievalSplit;
-use data::verdicts::{margins, pick_threshold, rank_split, verdict_curve, verdict_metrics, CurvePoint, Ranked, VerdictMetrics};
+use data::verdicts::{pick_threshold, rank_split, verdict_curve, verdict_metrics, CurvePoint, Ranked, VerdictMetrics};
 use data::Pair;
+use encoder::flag::{margins, MARGIN_DEPTH};
 use encoder::{Embedder, ModelPackage, SearchFlag};
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +23,7 @@ pub const MAX_FALSE_ALARM: f64 = 0.20;
 /// What `eval --verdicts` reports.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SearchVerdicts {
-    /// What the flag threshold applies to: `"similarity"` or `"head probability"`.
+    /// What the flag threshold applies to: `"similarity"`, `"margin"` or `"head probability"`.
     pub flag_score: String,
     /// At the threshold search uses: the package's search threshold, or its pair threshold
     /// when it has none.
@@ -31,14 +33,13 @@ pub struct SearchVerdicts {
     pub best_at_max_false_alarm: Option<CurvePoint>,
     /// Detection and false alarm at every threshold where either changes.
     pub curve: Vec<CurvePoint>,
-    /// The curve of each flag score the package offers (the similarity, and the head's
-    /// probability when it has a head): what calibration chooses among.
+    /// The curve of each flag score the package offers (the similarity, the margin, and the
+    /// head's probability when it has a head): what calibration chooses among.
     #[serde(skip)]
     pub flags: Vec<FlagCurve>,
     /// The margin flag (the similarity minus the query's background, see
-    /// [`data::verdicts::margins`]) on the same ranking. Packages and search do not offer it
-    /// yet, so calibration never picks it; it is measured here to be chosen on one part of the
-    /// data and reported on another.
+    /// [`encoder::flag::margins`]) on the same ranking, whatever the package flags by: to
+    /// report it at a threshold chosen on other queries, beside the package's own flag.
     pub margin: MarginVerdicts,
 }
 
@@ -78,22 +79,22 @@ pub struct Ranking {
     rankings: Vec<Vec<usize>>,
 }
 
-/// Ranks the corpus of `split` for each of its queries.
+/// Ranks the corpus of `split` for each of its queries, deep enough for every flag score.
 pub fn rank(embedder: &Embedder, split: &RetrievalSplit) -> Result<Ranking> {
     let texts: Vec<&str> = split.corpus.iter().map(String::as_str).collect();
     let vecs = embedder.embed(&texts)?;
     let d = embedder.dim();
     let energy = embedder.package.config.energy;
     let row = |i: usize| &vecs[i * d..(i + 1) * d];
-    let rankings = rank_split(split, |q| {
+    let rankings = rank_split(split, MARGIN_DEPTH, |q| {
         let qv = row(split.queries[q]);
         (0..texts.len()).map(|i| -energy.distance_host(qv, row(i))).collect()
     });
     Ok(Ranking { vecs, rankings })
 }
 
-/// Every query's hits with their `flag` scores (the head's probability, or the similarity).
-/// `None` when `flag` is the head's and the package has none.
+/// Every query's hits with their `flag` scores (the head's probability, the similarity or the
+/// margin). `None` when `flag` is the head's and the package has none.
 pub fn with_flags(embedder: &Embedder, split: &RetrievalSplit, ranking: &Ranking, flag: SearchFlag) -> Option<Vec<Ranked>> {
     let d = embedder.dim();
     let energy = embedder.package.config.energy;
@@ -108,37 +109,43 @@ pub fn with_flags(embedder: &Embedder, split: &RetrievalSplit, ranking: &Ranking
                 SearchFlag::HeadProbability => {
                     embedder.head_probabilities(ids.len(), |k| (qv, row(ids[k])))?.0.into_iter().map(f64::from).collect()
                 }
-                SearchFlag::Similarity => {
+                SearchFlag::Similarity | SearchFlag::Margin => {
                     ids.iter().map(|&i| energy.similarity_from_distance(f64::from(energy.distance_host(qv, row(i))))).collect()
                 }
             };
             Some(Ranked { ids: ids.clone(), flag_scores, alarm_scores: None })
         })
-        .collect()
+        .collect::<Option<Vec<_>>>()
+        .map(|ranked| if flag == SearchFlag::Margin { with_margins(&ranked, &split.relevant) } else { ranked })
 }
 
-/// Every query's hits with margin flag scores ([`data::verdicts::margins`]), from the same hits
+/// Every query's hits with margin flag scores ([`encoder::flag::margins`]), from the same hits
 /// flagged by similarity (`similarities`, from [`with_flags`]): as search shows them, and, for
 /// false alarms, as they are when the query's partners are not stored (the background then
-/// moves up by as many hits as there were partners in the ranking).
+/// moves up by as many hits as there were partners in the ranking). Hits too few for a
+/// background score NaN (never flagged); the corpora measured here are far larger.
 pub fn with_margins(similarities: &[Ranked], partners: &[Vec<usize>]) -> Vec<Ranked> {
     similarities
         .iter()
         .zip(partners)
         .map(|(r, partners)| {
             let others: Vec<f64> = r.ids.iter().zip(&r.flag_scores).filter(|(id, _)| !partners.contains(id)).map(|(_, &s)| s).collect();
-            let mut without_partners = margins(&others).into_iter();
+            let or_nan = |s: &[f64]| margins(s).unwrap_or_else(|| vec![f64::NAN; s.len()]);
+            let mut without_partners = or_nan(&others).into_iter();
             let alarm_scores =
                 r.ids.iter().map(|id| if partners.contains(id) { f64::NAN } else { without_partners.next().unwrap_or(f64::NAN) }).collect();
-            Ranked { flag_scores: margins(&r.flag_scores), alarm_scores: Some(alarm_scores), ids: r.ids.clone() }
+            Ranked { flag_scores: or_nan(&r.flag_scores), alarm_scores: Some(alarm_scores), ids: r.ids.clone() }
         })
         .collect()
 }
 
-/// The flag threshold search uses for this package (see [`encoder::ModelPackage::is_search_duplicate`]).
+/// The flag threshold search uses for this package (see [`encoder::ModelPackage::judge_hits`]).
 fn package_threshold(embedder: &Embedder) -> f64 {
     let p = &embedder.package;
-    p.search_probability_threshold().or_else(|| p.search_similarity_threshold()).unwrap_or(f64::INFINITY)
+    p.search_probability_threshold()
+        .or_else(|| p.search_similarity_threshold())
+        .or_else(|| p.search_margin_threshold())
+        .unwrap_or(f64::INFINITY)
 }
 
 /// The search verdicts of `embedder`'s package on the retrieval task of `pairs`, flagged as the
@@ -156,11 +163,26 @@ pub fn search_verdicts(
     let mut flags = Vec::new();
     let mut own = None;
     let mut by_similarity = Vec::new();
-    for f in [SearchFlag::HeadProbability, SearchFlag::Similarity] {
-        let Some(ranked) = with_flags(embedder, &split, &ranking, f) else { continue };
+    let mut margin = MarginVerdicts { at_threshold: None, best_at_max_false_alarm: None, curve: Vec::new() };
+    for f in SearchFlag::ALL {
+        // The margins start from the similarities just computed.
+        let ranked = match f {
+            SearchFlag::Margin => with_margins(&by_similarity, &split.relevant),
+            _ => match with_flags(embedder, &split, &ranking, f) {
+                Some(ranked) => ranked,
+                None => continue,
+            },
+        };
         let curve = verdict_curve(&ranked, &split.relevant);
         if f == flag {
             own = Some((verdict_metrics(&ranked, &split.relevant, package_threshold(embedder)), curve.clone()));
+        }
+        if f == SearchFlag::Margin {
+            margin = MarginVerdicts {
+                at_threshold: margin_threshold.map(|t| verdict_metrics(&ranked, &split.relevant, t)),
+                best_at_max_false_alarm: pick_threshold(&curve, MAX_FALSE_ALARM),
+                curve: curve.clone(),
+            };
         }
         flags.push(FlagCurve { flag: f, curve });
         if f == SearchFlag::Similarity {
@@ -168,14 +190,6 @@ pub fn search_verdicts(
         }
     }
     let (at_package_threshold, curve) = own.expect("a package always offers its own search flag");
-    // The margins start from the similarities just computed.
-    let by_margin = with_margins(&by_similarity, &split.relevant);
-    let margin_curve = verdict_curve(&by_margin, &split.relevant);
-    let margin = MarginVerdicts {
-        at_threshold: margin_threshold.map(|t| verdict_metrics(&by_margin, &split.relevant, t)),
-        best_at_max_false_alarm: pick_threshold(&margin_curve, MAX_FALSE_ALARM),
-        curve: margin_curve,
-    };
     Ok(SearchVerdicts {
         flag_score: flag.describe().to_string(),
         at_package_threshold,
@@ -191,12 +205,7 @@ pub fn search_verdicts(
 /// the package offers), and returns them. The curves must come from pairs that choose things
 /// (the validation pairs), never from reporting pairs.
 pub fn store_search_threshold(package: &ModelPackage, verdicts: &SearchVerdicts, max_false_alarm: f64) -> Result<(SearchFlag, CurvePoint)> {
-    let best = verdicts
-        .flags
-        .iter()
-        .filter_map(|c| pick_threshold(&c.curve, max_false_alarm).map(|p| (c.flag, p)))
-        .max_by(|a, b| a.1.detection.total_cmp(&b.1.detection));
-    let Some((flag, point)) = best else {
+    let Some((flag, point)) = choose_flag(&verdicts.flags, max_false_alarm) else {
         return Err(TrainError::Training(format!(
             "{}: no search threshold keeps false alarm at or below {max_false_alarm} on these queries; the package is unchanged",
             package.dir.display()
@@ -211,6 +220,20 @@ pub fn store_search_threshold(package: &ModelPackage, verdicts: &SearchVerdicts,
     Ok((flag, point))
 }
 
+/// The flag score and threshold with the most detection at false alarm at most
+/// `max_false_alarm`, over the curves of `flags`; on a tie, the earlier flag.
+fn choose_flag(flags: &[FlagCurve], max_false_alarm: f64) -> Option<(SearchFlag, CurvePoint)> {
+    let mut best: Option<(SearchFlag, CurvePoint)> = None;
+    for c in flags {
+        if let Some(p) = pick_threshold(&c.curve, max_false_alarm) {
+            if best.is_none_or(|(_, b)| p.detection > b.detection) {
+                best = Some((c.flag, p));
+            }
+        }
+    }
+    best
+}
+
 /// At most `n` points of `curve`, evenly spread along it (both ends kept), for printing.
 pub fn thin(curve: &[CurvePoint], n: usize) -> Vec<CurvePoint> {
     if curve.len() <= n || n < 2 {
@@ -222,6 +245,25 @@ pub fn thin(curve: &[CurvePoint], n: usize) -> Vec<CurvePoint> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calibration_keeps_the_flag_that_detects_most_within_the_false_alarm_rate() {
+        let point = |threshold, detection, false_alarm| CurvePoint { threshold, detection, false_alarm };
+        let flags = [
+            FlagCurve { flag: SearchFlag::HeadProbability, curve: vec![point(0.9, 0.2, 0.1), point(0.5, 0.5, 0.4)] },
+            FlagCurve { flag: SearchFlag::Similarity, curve: vec![point(0.95, 0.25, 0.15), point(0.9, 0.3, 0.3)] },
+            FlagCurve { flag: SearchFlag::Margin, curve: vec![point(0.3, 0.3, 0.1), point(0.2, 0.4, 0.2), point(0.1, 0.6, 0.5)] },
+        ];
+        assert_eq!(choose_flag(&flags, 0.2), Some((SearchFlag::Margin, point(0.2, 0.4, 0.2))));
+        // A stricter rate: the margin's 0.3 beats the similarity's 0.25 and the head's 0.2.
+        assert_eq!(choose_flag(&flags, 0.15), Some((SearchFlag::Margin, point(0.3, 0.3, 0.1))));
+        assert_eq!(choose_flag(&flags[..2], 0.15), Some((SearchFlag::Similarity, point(0.95, 0.25, 0.15))));
+        // Ties keep the earlier flag; nothing within the rate, nothing chosen.
+        assert_eq!(choose_flag(&flags, 0.1).map(|(f, _)| f), Some(SearchFlag::Margin));
+        let tied = [FlagCurve { flag: SearchFlag::Similarity, curve: vec![point(0.9, 0.3, 0.1)] }, flags[2].clone()];
+        assert_eq!(choose_flag(&tied, 0.1).map(|(f, _)| f), Some(SearchFlag::Similarity));
+        assert_eq!(choose_flag(&flags, 0.05), None);
+    }
 
     #[test]
     fn thinning_keeps_both_ends_and_spreads_evenly() {

@@ -7,7 +7,7 @@
 //!   model.bpk       the weights, in burn's burnpack format
 //!   metrics.json    validation metrics per epoch, the decision threshold on distance, and
 //!                   optionally a "search_threshold" for flags on search hits (and
-//!                   "search_flag": the score it applies to)
+//!                   "search_flag": the score it applies to, see `flag`)
 //!   head.bpk        only with a verdict head: its weights (config.json then has "head", and
 //!                   metrics.json a "head_threshold" on the head's probability)
 //! ```
@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokenize::WordTokenizer;
 
+use super::flag::{self, SearchFlag};
 use super::weights::Weights;
 use crate::cpu::head::HostHead;
 use crate::cpu::host::HostEncoder;
@@ -124,8 +125,9 @@ pub struct ModelPackage {
     /// on the energy's similarity. `None` for older packages: search then uses the pair verdict.
     pub search_threshold: Option<f64>,
     /// What the search threshold applies to (`metrics.json`'s `search_flag`): by default the
-    /// head's probability for packages with a head, else the similarity. A package with a head
-    /// may flag search hits by similarity when that detects more at the same false-alarm rate.
+    /// head's probability for packages with a head, else the similarity. Calibration stores
+    /// whichever score (the margin too, see [`crate::flag`]) detects most at the same
+    /// false-alarm rate.
     pub search_flag: SearchFlag,
     /// Hash of the config, tokenizer and weights: an index built with another model is detected.
     pub fingerprint: String,
@@ -135,33 +137,14 @@ pub struct ModelPackage {
     records: (Vec<u8>, Option<Vec<u8>>),
 }
 
-/// The score a package's search threshold applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SearchFlag {
-    /// The verdict head's probability.
-    HeadProbability,
-    /// The energy's similarity.
-    Similarity,
-}
-
-impl SearchFlag {
-    /// What search flags on when `metrics.json` does not say: the head when there is one.
-    pub fn default_for(has_head: bool) -> Self {
-        if has_head {
-            SearchFlag::HeadProbability
-        } else {
-            SearchFlag::Similarity
-        }
-    }
-
-    /// How reports name it.
-    pub fn describe(self) -> &'static str {
-        match self {
-            SearchFlag::HeadProbability => "head probability",
-            SearchFlag::Similarity => "similarity",
-        }
-    }
+/// The verdict on one search hit ([`ModelPackage::judge_hits`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HitVerdict {
+    /// Whether search flags it a duplicate.
+    pub duplicate: bool,
+    /// Its margin over the query's background, for packages that flag by margin (when the hits
+    /// have a background).
+    pub margin: Option<f64>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -276,7 +259,7 @@ impl ModelPackage {
             None | Some(serde_json::Value::Null) => SearchFlag::default_for(head.is_some()),
             Some(v) => {
                 let flag: SearchFlag = serde_json::from_value(v.clone())
-                    .map_err(|_| corrupt(&metrics_path, "\"search_flag\" must be \"similarity\" or \"head_probability\""))?;
+                    .map_err(|_| corrupt(&metrics_path, "\"search_flag\" must be \"similarity\", \"margin\" or \"head_probability\""))?;
                 if search_threshold.is_none() || (flag == SearchFlag::HeadProbability && head.is_none()) {
                     return Err(corrupt(&metrics_path, "\"search_flag\" needs a \"search_threshold\" (and \"head_probability\" a head)"));
                 }
@@ -309,14 +292,47 @@ impl ModelPackage {
         }
     }
 
-    /// The verdict on a search hit (or a pair mined by `dedup`): with a search threshold, the
+    /// The verdicts on one query's search hits (their `distances`, best first, and the head's
+    /// `probabilities` when it computed them): with a search threshold, each hit's
     /// [`search_flag`](Self::search_flag) score against it; without one, the pair verdict
-    /// [`is_duplicate`](Self::is_duplicate).
-    pub fn is_search_duplicate(&self, distance: f64, head_probability: Option<f32>) -> bool {
-        match (self.search_threshold, self.search_flag, head_probability) {
-            (Some(t), SearchFlag::HeadProbability, Some(p)) => f64::from(p) >= t,
-            (Some(t), SearchFlag::Similarity, _) => self.config.energy.similarity_from_distance(distance) >= t,
-            _ => self.is_duplicate(distance, head_probability),
+    /// [`is_duplicate`](Self::is_duplicate). The margin flag needs the hits ranked
+    /// [`search_depth`](Self::search_depth) deep; with too few hits for a background (a tiny
+    /// collection) it falls back to the pair verdict too.
+    pub fn judge_hits(&self, distances: &[f64], probabilities: Option<&[f32]>) -> Vec<HitVerdict> {
+        let energy = self.config.energy;
+        let similarities: Vec<f64> = distances.iter().map(|&d| energy.similarity_from_distance(d)).collect();
+        let margins = match self.search_flag {
+            SearchFlag::Margin => flag::margins(&similarities),
+            _ => None,
+        };
+        let probability = |i: usize| probabilities.map(|p| p[i]);
+        (0..distances.len())
+            .map(|i| {
+                let margin = margins.as_ref().map(|m| m[i]);
+                let duplicate = match (self.search_threshold, self.search_flag, probability(i), margin) {
+                    (Some(t), SearchFlag::HeadProbability, Some(p), _) => f64::from(p) >= t,
+                    (Some(t), SearchFlag::Similarity, _, _) => similarities[i] >= t,
+                    (Some(t), SearchFlag::Margin, _, Some(m)) => m >= t,
+                    _ => self.is_duplicate(distances[i], probability(i)),
+                };
+                HitVerdict { duplicate, margin }
+            })
+            .collect()
+    }
+
+    /// How many hits a search that shows `k` must rank for [`judge_hits`](Self::judge_hits).
+    pub fn search_depth(&self, k: usize) -> usize {
+        match self.search_threshold {
+            Some(_) => self.search_flag.depth(k),
+            None => k,
+        }
+    }
+
+    /// The margin from which search flags a hit, for packages that judge search hits by margin.
+    pub fn search_margin_threshold(&self) -> Option<f64> {
+        match self.search_flag {
+            SearchFlag::Margin => self.search_threshold,
+            _ => None,
         }
     }
 
@@ -324,7 +340,7 @@ impl ModelPackage {
     /// similarity: the search threshold, else (no head) the pair threshold as a similarity.
     pub fn search_similarity_threshold(&self) -> Option<f64> {
         match (self.search_flag, self.search_threshold) {
-            (SearchFlag::HeadProbability, _) => None,
+            (SearchFlag::HeadProbability | SearchFlag::Margin, _) => None,
             (SearchFlag::Similarity, Some(t)) => Some(t),
             (SearchFlag::Similarity, None) => Some(self.config.energy.similarity_from_distance(self.threshold)),
         }
@@ -335,7 +351,7 @@ impl ModelPackage {
     pub fn search_probability_threshold(&self) -> Option<f64> {
         match self.search_flag {
             SearchFlag::HeadProbability => self.head.as_ref().map(|(_, t)| self.search_threshold.unwrap_or(*t)),
-            SearchFlag::Similarity => None,
+            SearchFlag::Similarity | SearchFlag::Margin => None,
         }
     }
 

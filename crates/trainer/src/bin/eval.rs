@@ -81,14 +81,15 @@ struct Args {
     verdicts: bool,
     /// With --heldout (the package's own validation pairs, which also chose its epoch):
     /// store in the package the search threshold with the most detection at false alarm at
-    /// most this rate, e.g. 0.2, on the score that detects more (the head's probability or the
-    /// similarity). Report search verdicts on other data than this (--report).
+    /// most this rate, e.g. 0.2, on the score that detects most (the head's probability, the
+    /// similarity, or the margin: the similarity minus the mean similarity of the query's hits
+    /// ranked 6 to 15). Report search verdicts on other data than this (--report).
     #[arg(long, value_name = "MAX_FALSE_ALARM", requires = "heldout", value_parser = rate)]
     calibrate_search: Option<f64>,
     /// With --verdicts: also report the margin flag (a hit's similarity minus the mean
     /// similarity of the query's hits ranked 6 to 15) at this margin threshold, chosen on other
-    /// queries (e.g. the best one --heldout --verdicts prints). Search does not use the margin
-    /// flag yet; this measures it.
+    /// queries (e.g. the best one --heldout --verdicts prints), whatever score the package
+    /// flags by.
     #[arg(long, value_name = "MARGIN", requires = "verdicts")]
     margin_threshold: Option<f64>,
 }

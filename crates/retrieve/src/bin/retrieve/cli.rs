@@ -18,8 +18,11 @@ use retrieve::{AnnParams, GraphCodes, SearchMode, StoreUrl, VectorKind};
 ///     retrieve "How can I improve my English speaking?"
 ///
 /// A search hit is flagged "duplicate" by the model's search threshold, chosen on a validation
-/// corpus where the candidates are the nearest of many stored questions; a model without one
-/// uses its pair threshold. `score` judges given pairs with the pair threshold, chosen on
+/// corpus where the candidates are the nearest of many stored questions, on the score that
+/// detected most there: the similarity, a verdict head's probability, or the margin (how far
+/// the hit's similarity stands above the mean similarity of the query's hits ranked 6 to 15,
+/// so a question close to many stored ones is not flagged for all of them). A model without
+/// one uses its pair threshold. `score` judges given pairs with the pair threshold, chosen on
 /// labelled pairs.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
@@ -162,7 +165,7 @@ pub(crate) enum Command {
     },
     /// Search an index, or the default corpus (same as giving the query without a subcommand).
     Search(SearchArgs),
-    /// Find every pair of sentences above the duplicate threshold, grouped into clusters (CSV).
+    /// Find the duplicate pairs among the sentences, grouped into clusters (CSV).
     Dedup {
         /// Sentences: a text file, a CSV file with --column, or an index (.idx).
         #[arg(required_unless_present = "store")]
@@ -174,8 +177,11 @@ pub(crate) enum Command {
         /// CSV column holding the sentences.
         #[arg(long)]
         column: Option<String>,
-        /// Minimum similarity of a duplicate, between -1 and 1 (default: the model's search
-        /// threshold when it judges by similarity, else its pair threshold).
+        /// Minimum similarity of a duplicate, between -1 and 1, over every pair. Without it,
+        /// pairs are judged as search judges hits: a model that flags search hits by margin
+        /// keeps the pairs it flags among each sentence's 5 nearest (either way round); one that
+        /// flags by similarity keeps every pair at or above its search threshold; one without
+        /// a search threshold uses its pair threshold.
         #[arg(long, value_parser = similarity)]
         threshold: Option<f64>,
         /// Output CSV (default: standard output).

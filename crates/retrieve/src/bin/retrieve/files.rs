@@ -75,15 +75,28 @@ pub(crate) fn run_dedup(
 
 /// Mines the duplicate pairs of `idx`, clusters them and writes the CSV.
 fn write_dedup(embedder: &Embedder, idx: &Index, inputs: &[&Path], threshold: Option<f64>, output: Option<PathBuf>) -> anyhow::Result<()> {
-    let energy = embedder.package.config.energy;
-    // Pairs are mined by similarity: the package's search threshold when it judges by
-    // similarity, else its pair threshold as a similarity.
     let package = &embedder.package;
-    let min_sim =
-        threshold.or_else(|| package.search_similarity_threshold()).unwrap_or_else(|| energy.similarity_from_distance(package.threshold));
+    let energy = package.config.energy;
     let (vectors, live) = idx.live_vectors();
-    let pairs = dedup::mine_pairs(&vectors, idx.dim(), min_sim as f32, dedup::MAX_PAIRS)
-        .map_err(|most| anyhow::anyhow!("more than {most} pairs have similarity >= {min_sim:.3}; raise --threshold"))?;
+    // A package that flags search hits by margin mines the pairs search would flag with each
+    // sentence as the query (a margin depends on the query's neighbourhood); otherwise, and
+    // whenever --threshold is given, every pair at or above a similarity: the package's search
+    // threshold when it judges by similarity, else its pair threshold as a similarity.
+    let (pairs, rule) = match (threshold, package.search_margin_threshold()) {
+        (None, Some(margin)) => {
+            let judge = |distances: &[f64]| package.judge_hits(distances, None).into_iter().map(|v| v.duplicate).collect();
+            let pairs = dedup::mine_search_pairs(&vectors, idx.dim(), energy, package.search_depth(1), encoder::flag::MARGIN_SKIP, judge);
+            (pairs, format!("margin >= {margin:.3} among each sentence's {} nearest", encoder::flag::MARGIN_SKIP))
+        }
+        _ => {
+            let min_sim = threshold
+                .or_else(|| package.search_similarity_threshold())
+                .unwrap_or_else(|| energy.similarity_from_distance(package.threshold));
+            let pairs = dedup::mine_pairs(&vectors, idx.dim(), min_sim as f32, dedup::MAX_PAIRS)
+                .map_err(|most| anyhow::anyhow!("more than {most} pairs have similarity >= {min_sim:.3}; raise --threshold"))?;
+            (pairs, format!("similarity >= {min_sim:.3}"))
+        }
+    };
     let cluster = dedup::clusters(live.len(), &pairs);
     let mut rows: Vec<(usize, &dedup::DupPair)> = pairs.iter().filter_map(|p| cluster[p.i].map(|c| (c, p))).collect();
     rows.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.score.total_cmp(&a.1.score)));
@@ -105,7 +118,7 @@ fn write_dedup(embedder: &Embedder, idx: &Index, inputs: &[&Path], threshold: Op
     }
     out.finish()?;
     let n_clusters = cluster.iter().flatten().max().copied().unwrap_or(0);
-    warn!("{} duplicate pairs in {} clusters among {} sentences (similarity >= {:.3})", pairs.len(), n_clusters, idx.len(), min_sim);
+    warn!("{} duplicate pairs in {} clusters among {} sentences ({rule})", pairs.len(), n_clusters, idx.len());
     Ok(())
 }
 
