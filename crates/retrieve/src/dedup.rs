@@ -4,7 +4,6 @@
 //! each sentence as the query ([`mine_search_pairs`]), for flag scores that depend on the
 //! query's neighbourhood.
 
-use encoder::Energy;
 use rayon::prelude::*;
 
 /// Two rows of the index that look like duplicates.
@@ -14,7 +13,7 @@ pub struct DupPair {
     pub i: usize,
     /// Second row.
     pub j: usize,
-    /// Their cosine similarity.
+    /// Their similarity (the energy's; cosine for the shipped model).
     pub score: f32,
 }
 
@@ -55,40 +54,29 @@ pub fn mine_pairs(vectors: &[f32], dim: usize, min_score: f32, max_pairs: usize)
     Ok(pairs)
 }
 
-/// The pairs search flags when each row is the query: every row is searched against all the
-/// others (exactly), its nearest `depth` hits are judged together by `judge` (their distances
-/// under `energy`, best first, to one verdict per hit, as
-/// [`encoder::ModelPackage::judge_hits`] gives them), and a pair is kept when either row flags
-/// the other among its first `shown` hits. Best first by similarity; at most `n × shown` pairs,
-/// so no limit is needed.
+/// The pairs search flags when each row is the query. `neighbours[i]` are row `i`'s nearest
+/// other rows with their distances, best first, as search ranks them (deep enough for the
+/// package's flag, see [`encoder::ModelPackage::search_depth`]); `judge` turns one row's
+/// distances into one verdict per hit (as [`encoder::ModelPackage::judge_hits`] does), and a
+/// pair is kept when either row flags the other among its first `shown` hits. Best first by
+/// `similarity` of their distance; at most `n × shown` pairs, so no limit is needed.
 pub fn mine_search_pairs(
-    vectors: &[f32],
-    dim: usize,
-    energy: Energy,
-    depth: usize,
+    neighbours: &[Vec<(usize, f64)>],
     shown: usize,
+    similarity: impl Fn(f64) -> f64 + Sync,
     judge: impl Fn(&[f64]) -> Vec<bool> + Sync,
 ) -> Vec<DupPair> {
-    let n = vectors.len() / dim.max(1);
-    let row = |i: usize| &vectors[i * dim..(i + 1) * dim];
-    let mut pairs: Vec<DupPair> = (0..n)
-        .into_par_iter()
-        .flat_map_iter(|i| {
-            let a = row(i);
-            let mut hits: Vec<(f32, usize)> = (0..n).filter(|&j| j != i).map(|j| (energy.distance_host(a, row(j)), j)).collect();
-            let by_distance = |x: &(f32, usize), y: &(f32, usize)| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1));
-            if hits.len() > depth {
-                hits.select_nth_unstable_by(depth, by_distance);
-                hits.truncate(depth);
-            }
-            hits.sort_by(by_distance);
-            let distances: Vec<f64> = hits.iter().map(|h| f64::from(h.0)).collect();
+    let mut pairs: Vec<DupPair> = neighbours
+        .par_iter()
+        .enumerate()
+        .flat_map_iter(|(i, hits)| {
+            let distances: Vec<f64> = hits.iter().map(|h| h.1).collect();
             let flagged = judge(&distances);
-            hits.into_iter()
+            hits.iter()
                 .zip(flagged)
                 .take(shown)
                 .filter(|(_, flag)| *flag)
-                .map(move |((d, j), _)| DupPair { i: i.min(j), j: i.max(j), score: energy.similarity_from_distance(f64::from(d)) as f32 })
+                .map(|(&(j, d), _)| DupPair { i: i.min(j), j: i.max(j), score: similarity(d) as f32 })
                 .collect::<Vec<_>>()
         })
         .collect();
@@ -154,26 +142,42 @@ mod tests {
         assert_eq!(clusters(5, &p), vec![Some(1), Some(1), Some(2), None, Some(2)]);
     }
 
+    /// Every row's other rows, nearest first, `depth` of them: points on a line, distance
+    /// |a − b|.
+    fn line_neighbours(points: &[f64], depth: usize) -> Vec<Vec<(usize, f64)>> {
+        (0..points.len())
+            .map(|i| {
+                let mut hits: Vec<(usize, f64)> =
+                    (0..points.len()).filter(|&j| j != i).map(|j| (j, (points[i] - points[j]).abs())).collect();
+                hits.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+                hits.truncate(depth);
+                hits
+            })
+            .collect()
+    }
+
     #[test]
     fn search_pairs_are_what_either_row_flags_as_a_query() {
         // Points on a line: 0, 0.1, 0.16, 5, 10. The judge flags a row's nearest hit when it is
         // less than half as far as the next: only row 2 (0.06 against 0.16) flags its nearest,
         // row 1; row 1 as the query (0.06 against 0.1) does not flag row 2 back.
-        let v = [0.0, 0.1, 0.16, 5.0, 10.0];
+        let points = [0.0, 0.1, 0.16, 5.0, 10.0];
+        let neighbours = line_neighbours(&points, 15);
+        let similarity = |d: f64| 1.0 - d;
         let first_stands_out = |d: &[f64]| (0..d.len()).map(|r| r == 0 && d.len() > 1 && d[0] < d[1] / 2.0).collect();
-        let pairs = mine_search_pairs(&v, 1, Energy::Manhattan, 15, 5, first_stands_out);
+        let pairs = mine_search_pairs(&neighbours, 5, similarity, first_stands_out);
         assert_eq!(pairs.iter().map(|p| (p.i, p.j)).collect::<Vec<_>>(), [(1, 2)]);
-        assert!((pairs[0].score - (-0.06f32).exp()).abs() < 1e-5, "the pair's similarity: {}", pairs[0].score);
+        assert!((pairs[0].score - 0.94).abs() < 1e-6, "the pair's similarity: {}", pairs[0].score);
         // A judge that flags every hit: each row's two nearest with `shown` 2, each pair once.
         let all = |d: &[f64]| vec![true; d.len()];
-        let pairs = mine_search_pairs(&v, 1, Energy::Manhattan, 15, 2, all);
+        let pairs = mine_search_pairs(&neighbours, 2, similarity, all);
         let mut ij: Vec<(usize, usize)> = pairs.iter().map(|p| (p.i, p.j)).collect();
         ij.sort();
         assert_eq!(ij, [(0, 1), (0, 2), (1, 2), (1, 3), (2, 3), (2, 4), (3, 4)]);
         assert!(pairs.windows(2).all(|w| w[0].score >= w[1].score));
-        // The judge sees `depth` hits however few are shown.
+        // The judge sees every neighbour however few are shown.
         let seen = std::sync::Mutex::new(Vec::new());
-        mine_search_pairs(&v, 1, Energy::Manhattan, 3, 1, |d: &[f64]| {
+        mine_search_pairs(&line_neighbours(&points, 3), 1, similarity, |d: &[f64]| {
             seen.lock().unwrap().push(d.len());
             vec![false; d.len()]
         });

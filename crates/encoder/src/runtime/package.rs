@@ -121,8 +121,8 @@ pub struct ModelPackage {
     /// The flag threshold for search hits (`metrics.json`'s `search_threshold`), chosen on a
     /// validation corpus where the candidates are the nearest of many stored questions and real
     /// duplicates are rare (see `data::verdicts`), unlike the balanced pairs that set
-    /// [`threshold`](Self::threshold). On the head's probability for packages with a head, else
-    /// on the energy's similarity. `None` for older packages: search then uses the pair verdict.
+    /// [`threshold`](Self::threshold). On the score [`search_flag`](Self::search_flag) names.
+    /// `None` for older packages: search then uses the pair verdict.
     pub search_threshold: Option<f64>,
     /// What the search threshold applies to (`metrics.json`'s `search_flag`): by default the
     /// head's probability for packages with a head, else the similarity. Calibration stores

@@ -73,6 +73,28 @@ pub(crate) fn run_dedup(
     write_dedup(&embedder, &idx, &inputs, threshold, output)
 }
 
+/// Each live row's `depth` nearest other live rows (as positions in `live`) with their
+/// distances under `energy`, best first: the exact search `retrieve search` runs, with every
+/// live row as a query and the row itself left out.
+fn nearest_others(idx: &Index, vectors: &[f32], live: &[usize], energy: encoder::Energy, depth: usize) -> Vec<Vec<(usize, f64)>> {
+    let d = idx.dim();
+    idx.top_k_batch(vectors, depth + 1)
+        .into_iter()
+        .enumerate()
+        .map(|(i, hits)| {
+            let query = &vectors[i * d..(i + 1) * d];
+            hits.into_iter()
+                .filter(|h| h.index != live[i])
+                .take(depth)
+                .filter_map(|h| {
+                    let j = live.binary_search(&h.index).ok()?;
+                    Some((j, f64::from(energy.distance_host(query, &vectors[j * d..(j + 1) * d]))))
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// Mines the duplicate pairs of `idx`, clusters them and writes the CSV.
 fn write_dedup(embedder: &Embedder, idx: &Index, inputs: &[&Path], threshold: Option<f64>, output: Option<PathBuf>) -> anyhow::Result<()> {
     let package = &embedder.package;
@@ -84,8 +106,12 @@ fn write_dedup(embedder: &Embedder, idx: &Index, inputs: &[&Path], threshold: Op
     // threshold when it judges by similarity, else its pair threshold as a similarity.
     let (pairs, rule) = match (threshold, package.search_margin_threshold()) {
         (None, Some(margin)) => {
+            let neighbours = nearest_others(idx, &vectors, &live, energy, package.search_depth(1));
+            // Without the head's probabilities: a margin package flags by similarity alone, and
+            // falls back to the distance threshold when a collection is too small for a margin.
             let judge = |distances: &[f64]| package.judge_hits(distances, None).into_iter().map(|v| v.duplicate).collect();
-            let pairs = dedup::mine_search_pairs(&vectors, idx.dim(), energy, package.search_depth(1), encoder::flag::MARGIN_SKIP, judge);
+            let similarity = |d: f64| energy.similarity_from_distance(d);
+            let pairs = dedup::mine_search_pairs(&neighbours, encoder::flag::MARGIN_SKIP, similarity, judge);
             (pairs, format!("margin >= {margin:.3} among each sentence's {} nearest", encoder::flag::MARGIN_SKIP))
         }
         _ => {
