@@ -295,8 +295,9 @@ mod tests {
 
     #[test]
     fn false_alarms_read_the_alarm_scores_where_given() {
-        // Partner 1 first. Shown to the user, the others score 0.1; with the partner not stored
-        // they score 0.7 (as a margin would once its background moves).
+        // Partner 1 first. Shown to the user, the others score low; with the partner not
+        // stored, one of them scores above the threshold (as a margin would once its
+        // background moves).
         let ranked = [Ranked { ids: vec![1, 2, 3], flag_scores: vec![0.9, 0.1, 0.1], alarm_scores: Some(vec![f64::NAN, 0.7, 0.1]) }];
         let m = verdict_metrics(&ranked, &[vec![1]], 0.5);
         assert_eq!((m.detection, m.false_alarm), (1.0, 1.0));

@@ -390,9 +390,9 @@ fn a_margin_package_flags_hits_that_stand_out_from_the_query_background() {
     assert_eq!(p.search_flag, SearchFlag::Margin);
     assert_eq!((p.search_margin_threshold(), p.search_similarity_threshold(), p.search_probability_threshold()), (Some(0.2), None, None));
     assert_eq!((p.search_depth(5), p.search_depth(40)), (15, 40));
-    // Euclidean on unit vectors: similarity = 1 − d²/2. Similarities 0.98, 0.82, 0.755, then
-    // twelve at 0.68: the background (hits 6 to 15) is 0.68, so the margins are 0.30, 0.14,
-    // 0.075 and 0. Only the first clears 0.2, though the pair threshold (distance 0.8) calls
+    // Euclidean on unit vectors: similarity = 1 − d²/2. Three near hits, then twelve equal
+    // ones that make the whole background, so each margin is the hit's similarity minus
+    // theirs. Only the nearest stands out by the threshold, though the pair threshold calls
     // every hit a duplicate.
     let mut distances = vec![0.2, 0.6, 0.7];
     distances.extend([0.8; 12]);

@@ -158,9 +158,9 @@ mod tests {
 
     #[test]
     fn search_pairs_are_what_either_row_flags_as_a_query() {
-        // Points on a line: 0, 0.1, 0.16, 5, 10. The judge flags a row's nearest hit when it is
-        // less than half as far as the next: only row 2 (0.06 against 0.16) flags its nearest,
-        // row 1; row 1 as the query (0.06 against 0.1) does not flag row 2 back.
+        // Points on a line. The judge flags a row's nearest hit when it is less than half as
+        // far as the next: only row 2 flags its nearest, row 1; row 1 as the query (its next
+        // nearest, row 0, is not twice as far) does not flag row 2 back.
         let points = [0.0, 0.1, 0.16, 5.0, 10.0];
         let neighbours = line_neighbours(&points, 15);
         let similarity = |d: f64| 1.0 - d;

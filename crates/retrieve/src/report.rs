@@ -121,15 +121,15 @@ impl SearchReport {
             let verdicts = package.judge_hits(&distances, probabilities);
             let results = hits
                 .into_iter()
-                .zip(distances.iter().zip(verdicts))
+                .zip(verdicts)
                 .take(k)
                 .enumerate()
-                .map(|(rank, (h, (&distance, verdict)))| SearchHit {
+                .map(|(rank, (h, verdict))| SearchHit {
                     rank: rank + 1,
                     id: h.id,
                     key: h.key,
                     sentence: h.sentence,
-                    similarity: energy.similarity_from_distance(distance),
+                    similarity: verdict.similarity,
                     duplicate: verdict.duplicate,
                     margin: verdict.margin,
                     duplicate_probability: probabilities.map(|p| p[rank]),

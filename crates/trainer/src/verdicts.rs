@@ -255,7 +255,7 @@ mod tests {
             FlagCurve { flag: SearchFlag::Margin, curve: vec![point(0.3, 0.3, 0.1), point(0.2, 0.4, 0.2), point(0.1, 0.6, 0.5)] },
         ];
         assert_eq!(choose_flag(&flags, 0.2), Some((SearchFlag::Margin, point(0.2, 0.4, 0.2))));
-        // A stricter rate: the margin's 0.3 beats the similarity's 0.25 and the head's 0.2.
+        // A stricter rate: the margin's first point still detects most.
         assert_eq!(choose_flag(&flags, 0.15), Some((SearchFlag::Margin, point(0.3, 0.3, 0.1))));
         assert_eq!(choose_flag(&flags[..2], 0.15), Some((SearchFlag::Similarity, point(0.95, 0.25, 0.15))));
         // Ties keep the earlier flag; nothing within the rate, nothing chosen.

@@ -96,7 +96,7 @@ mod tests {
     fn the_background_is_the_mean_of_hits_six_to_fifteen() {
         let m = margins(&[0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.2]).unwrap();
         assert!((m[0] - 0.6).abs() < 1e-12 && (m[6] + 0.1).abs() < 1e-12, "{m:?}");
-        // Only MARGIN_BACKGROUND hits count: hits 16 and on do not.
+        // Only MARGIN_BACKGROUND hits count: the hits after MARGIN_DEPTH do not.
         let mut sims = vec![0.9; MARGIN_SKIP];
         sims.extend(vec![0.5; MARGIN_BACKGROUND]);
         sims.extend(vec![-5.0; 4]);

@@ -140,6 +140,8 @@ pub struct ModelPackage {
 /// The verdict on one search hit ([`ModelPackage::judge_hits`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HitVerdict {
+    /// The energy's similarity of the hit to the query.
+    pub similarity: f64,
     /// Whether search flags it a duplicate.
     pub duplicate: bool,
     /// Its margin over the query's background, for packages that flag by margin (when the hits
@@ -315,7 +317,7 @@ impl ModelPackage {
                     (Some(t), SearchFlag::Margin, _, Some(m)) => m >= t,
                     _ => self.is_duplicate(distances[i], probability(i)),
                 };
-                HitVerdict { duplicate, margin }
+                HitVerdict { similarity: similarities[i], duplicate, margin }
             })
             .collect()
     }
