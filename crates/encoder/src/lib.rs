@@ -67,7 +67,8 @@ pub use glove::{Coverage, Glove};
 pub use head::{verdict_loss, VerdictHead};
 #[cfg(feature = "burn")]
 pub use loss::{
-    contrastive_loss, in_batch_negatives_loss, online_contrastive_loss, projection_distill_loss, regression_loss, similarity_distill_loss,
+    contrastive_loss, in_batch_negatives_loss, online_contrastive_loss, projection_distill_loss, ranking_distill_loss, regression_loss,
+    similarity_distill_loss,
 };
 #[cfg(feature = "burn")]
 pub use lstm::{MaskedLstm, MaskedLstmConfig};

@@ -54,6 +54,13 @@ pub struct DistillConfig {
     /// similarity matrices (shapes the student's own space, the one search uses).
     #[serde(default = "one")]
     pub similarity_weight: f32,
+    /// Weight of the ranking term: how far each sentence's softmax over its cosines to the
+    /// batch's other sentences is from the teacher's (KL divergence). 0: off.
+    #[serde(default)]
+    pub ranking_weight: f32,
+    /// Temperature of the ranking term's softmaxes (lower: only the nearest others count).
+    #[serde(default = "default_ranking_temperature")]
+    pub ranking_temperature: f32,
     /// Epochs over the transfer set alone before the pair epochs start.
     #[serde(default)]
     pub pretrain_epochs: usize,
@@ -107,6 +114,10 @@ fn default_graded_batch() -> usize {
 fn default_distill_batch() -> usize {
     128
 }
+fn default_ranking_temperature() -> f32 {
+    0.05
+}
+
 fn default_augment_tries() -> usize {
     2
 }
@@ -447,8 +458,13 @@ impl TrainConfig {
                 return Err("distill.batch_size must be at least 1".into());
             }
             let w = |x: f32| x >= 0.0 && x.is_finite();
-            if !(w(d.projection_weight) && w(d.similarity_weight)) || d.projection_weight + d.similarity_weight == 0.0 {
-                return Err("distill.projection_weight and distill.similarity_weight must be >= 0, not both 0".into());
+            if !(w(d.projection_weight) && w(d.similarity_weight) && w(d.ranking_weight))
+                || d.projection_weight + d.similarity_weight + d.ranking_weight == 0.0
+            {
+                return Err("distill.projection_weight, similarity_weight and ranking_weight must be >= 0, not all 0".into());
+            }
+            if !(d.ranking_temperature > 0.0 && d.ranking_temperature.is_finite()) {
+                return Err("distill.ranking_temperature must be positive".into());
             }
         }
         if let Some(g) = &self.graded {
@@ -593,6 +609,34 @@ mod tests {
         let old: TrainConfig = toml::from_str(base).unwrap();
         assert!(old.graded.is_none());
         assert!(!serde_json::to_string(&old).unwrap().contains("graded"));
+    }
+
+    #[test]
+    fn distill_terms_default_and_are_checked() {
+        let base = "[data]\nformat = \"qqp\"\ntrain = \"d.tsv\"\n[distill]\nsentences = \"s.txt\"\ntargets = \"t.f32\"\n";
+        let cfg: TrainConfig = toml::from_str(base).unwrap();
+        let d = cfg.distill.as_ref().unwrap();
+        // Configs written before the ranking term keep their two terms and leave it off.
+        assert_eq!((d.projection_weight, d.similarity_weight, d.ranking_weight, d.ranking_temperature), (1.0, 1.0, 0.0, 0.05));
+        assert!(cfg.check().is_ok(), "{:?}", cfg.check());
+        let with = |edit: &dyn Fn(&mut DistillConfig)| {
+            let mut c = cfg.clone();
+            edit(c.distill.as_mut().unwrap());
+            c.check()
+        };
+        let ranking_only = |d: &mut DistillConfig| {
+            d.projection_weight = 0.0;
+            d.similarity_weight = 0.0;
+            d.ranking_weight = 1.0;
+        };
+        assert!(with(&ranking_only).is_ok());
+        let none = |d: &mut DistillConfig| {
+            d.projection_weight = 0.0;
+            d.similarity_weight = 0.0;
+        };
+        assert!(with(&none).unwrap_err().contains("not all 0"));
+        assert!(with(&|d: &mut DistillConfig| d.ranking_weight = f32::NAN).unwrap_err().contains("ranking_weight"));
+        assert!(with(&|d: &mut DistillConfig| d.ranking_temperature = 0.0).unwrap_err().contains("ranking_temperature"));
     }
 
     #[test]

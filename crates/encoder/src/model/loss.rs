@@ -137,6 +137,30 @@ pub fn similarity_distill_loss(student: Tensor<2>, teacher: Tensor<2>) -> Tensor
     (cosines(student) - cosines(teacher)).powi_scalar(2).mean()
 }
 
+/// Distillation of each sentence's ranking of the others: for every row `i` of the batch, the
+/// KL divergence from the teacher's softmax over `cos(tᵢ, tⱼ) / temperature` (`j ≠ i`) to the
+/// student's over `cos(sᵢ, sⱼ) / temperature`, averaged over rows. [`similarity_distill_loss`]
+/// weighs every entry alike, so a batch of mostly unrelated sentences teaches mostly "unrelated";
+/// this term puts the weight where the teacher's distribution is: on each sentence's nearest
+/// others, whose order is what search shows. Sizes may differ; no projection is involved.
+/// Batches of fewer than two rows have no others and cost zero.
+pub fn ranking_distill_loss(student: Tensor<2>, teacher: Tensor<2>, temperature: f32) -> Tensor<1> {
+    let device = student.device();
+    let [n, _] = student.dims();
+    if n < 2 {
+        return Tensor::zeros([1], &device);
+    }
+    // The diagonal (a sentence against itself) takes no part: a large negative logit.
+    let diagonal: Vec<f32> = (0..n * n).map(|k| if k / n == k % n { -1e4 } else { 0.0 }).collect();
+    let diagonal = Tensor::<2>::from_data(TensorData::new(diagonal, [n, n]), &device);
+    let log_p = |x: Tensor<2>| {
+        let u = l2_normalize(x);
+        log_softmax(u.clone().matmul(u.transpose()).div_scalar(temperature) + diagonal.clone(), 1)
+    };
+    let (log_q, log_t) = (log_p(student), log_p(teacher).detach());
+    (log_t.clone().exp() * (log_t - log_q)).sum().div_scalar(n as f32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +257,31 @@ mod tests {
         // The same geometry in another basis and size costs nothing.
         let same = scalar(similarity_distill_loss(t2(&[&[0.0, 1.0], &[1.0, 1.0]]), t2(&[&[0.0, 0.0, 2.0], &[0.0, 1.0, 1.0]])));
         assert!(same.abs() < 1e-6, "{same}");
+    }
+
+    #[test]
+    fn ranking_distillation_by_hand() {
+        let kl = |p: &[f32], q: &[f32]| p.iter().zip(q).map(|(&p, &q)| p * (p / q).ln()).sum::<f32>();
+        let softmax = |x: &[f32]| {
+            let e: Vec<f32> = x.iter().map(|v| v.exp()).collect();
+            let z: f32 = e.iter().sum();
+            e.into_iter().map(|v| v / z).collect::<Vec<f32>>()
+        };
+        // Three sentences. Teacher cosines: (0,1) = 0, (0,2) = 1/√2, (1,2) = 1/√2. Student
+        // cosines: (0,1) = 1, (0,2) = 1, (1,2) = 1 (all one direction). Temperature 0.5 doubles them.
+        let r = std::f32::consts::FRAC_1_SQRT_2;
+        let teacher = t2(&[&[1.0, 0.0, 0.0], &[0.0, 1.0, 0.0], &[1.0, 1.0, 0.0]]);
+        let student = t2(&[&[1.0, 0.0], &[2.0, 0.0], &[3.0, 0.0]]);
+        let l = scalar(ranking_distill_loss(student, teacher.clone(), 0.5));
+        // Row 0 over (1, 2) and row 1 over (0, 2): teacher logits (0, 2r); row 2 over (0, 1): (2r, 2r).
+        // The student's rows are uniform.
+        let uniform = [0.5, 0.5];
+        let expected = (2.0 * kl(&softmax(&[0.0, 2.0 * r]), &uniform) + kl(&softmax(&[2.0 * r, 2.0 * r]), &uniform)) / 3.0;
+        assert!((l - expected).abs() < 1e-5, "{l} vs {expected}");
+        // The teacher's own geometry in another basis and size costs nothing; so does a lone row.
+        let same = scalar(ranking_distill_loss(t2(&[&[0.0, 3.0], &[2.0, 0.0], &[1.0, 1.0]]), teacher, 0.5));
+        assert!(same.abs() < 1e-5, "{same}");
+        assert_eq!(scalar(ranking_distill_loss(t2(&[&[1.0, 0.0]]), t2(&[&[0.0, 1.0]]), 0.5)), 0.0);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::path::Path;
 
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use encoder::{projection_distill_loss, similarity_distill_loss, BatchTensors, SentenceEncoder};
+use encoder::{projection_distill_loss, ranking_distill_loss, similarity_distill_loss, BatchTensors, SentenceEncoder};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -139,12 +139,21 @@ pub struct DistillObjective {
     pub projection_weight: f32,
     /// Weight of the similarity-matrix term.
     pub similarity_weight: f32,
+    /// Weight of the ranking term (each sentence's softmax over the others, KL to the teacher's).
+    pub ranking_weight: f32,
+    /// Temperature of the ranking term.
+    pub ranking_temperature: f32,
 }
 
 impl DistillObjective {
     /// The weights `d` configures.
     pub fn of(d: &DistillConfig) -> Self {
-        Self { projection_weight: d.projection_weight, similarity_weight: d.similarity_weight }
+        Self {
+            projection_weight: d.projection_weight,
+            similarity_weight: d.similarity_weight,
+            ranking_weight: d.ranking_weight,
+            ranking_temperature: d.ranking_temperature,
+        }
     }
 
     /// The projection a run trains with the student (student size → teacher size); `None`
@@ -159,12 +168,11 @@ impl DistillObjective {
         // A term with weight 0 is not computed at all.
         let similarity = (self.similarity_weight > 0.0)
             .then(|| similarity_distill_loss(student.clone(), batch.teacher.clone()).mul_scalar(self.similarity_weight));
+        let ranking = (self.ranking_weight > 0.0).then(|| {
+            ranking_distill_loss(student.clone(), batch.teacher.clone(), self.ranking_temperature).mul_scalar(self.ranking_weight)
+        });
         let projected = projection.map(|w| projection_distill_loss(w.forward(student), batch.teacher).mul_scalar(self.projection_weight));
-        match (similarity, projected) {
-            (Some(s), Some(p)) => s + p,
-            (Some(t), None) | (None, Some(t)) => t,
-            (None, None) => Tensor::zeros([1], device),
-        }
+        [similarity, ranking, projected].into_iter().flatten().reduce(|a, b| a + b).unwrap_or_else(|| Tensor::zeros([1], device))
     }
 }
 
@@ -253,6 +261,31 @@ impl TransferCursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_objective_adds_its_weighted_terms() {
+        use encoder::{Backend, EncoderConfig};
+        let device = Backend::Flex.device();
+        let encoder = EncoderConfig::new(10).with_d_embed(4).with_d_hidden(4).init(&device);
+        let tokens = Batch::from_rows(&[vec![1u32, 2, 3], vec![4, 5], vec![6, 7, 8]]);
+        let teacher = || Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0], [3, 2]), &device);
+        let batch = || TransferBatch { tokens: tokens.clone(), teacher: teacher() };
+        let student = encoder.forward(BatchTensors::new(&tokens, &device));
+        let value = |t: Tensor<1>| t.into_scalar::<f32>();
+        let similarity = value(similarity_distill_loss(student.clone(), teacher()));
+        let ranking = value(ranking_distill_loss(student, teacher(), 0.1));
+        assert!(similarity > 0.0 && ranking > 0.0, "{similarity} {ranking}");
+        let objective = |similarity_weight, ranking_weight| DistillObjective {
+            projection_weight: 0.0,
+            similarity_weight,
+            ranking_weight,
+            ranking_temperature: 0.1,
+        };
+        let total = value(objective(2.0, 3.0).loss(&encoder, None, batch(), &device));
+        assert!((total - (2.0 * similarity + 3.0 * ranking)).abs() < 1e-5, "{total}");
+        // A term with weight 0 adds nothing.
+        assert!((value(objective(0.0, 3.0).loss(&encoder, None, batch(), &device)) - 3.0 * ranking).abs() < 1e-5);
+    }
 
     #[test]
     fn the_cursor_visits_every_sentence_once_per_pass() {
