@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Rebuild the shipped default model package (models/quora) exactly as it was made: the teacher's
+# Rebuild the shipped default model package (models/quora) as it was made: the teacher's
 # vectors of the transfer set (scripts/distill-targets.sh; skipped when they are up to date), then
 # the same config (configs/quora-distill-graded.toml: split, vocabulary, GloVe init, distillation,
 # graded pairs) with the seed that shipped, chosen among seeds 42, 7 and 99 on the selection pairs
 # (docs/results.md), on one thread as the runs reported there (a run's floating-point sums depend
-# on its thread count).
+# on its thread count; bit for bit only with the same teacher vectors on the same machine, see
+# docs/training.md).
 #
 #   scripts/train-default-model.sh [--data-dir DIR] [--embeddings-dir DIR]
 #
