@@ -13,6 +13,9 @@
 # sums depend on its thread count, so its numbers equal a one-thread run's, not a many-thread one's.
 # Epochs and thresholds are chosen on the selection pairs inside training; nothing here is
 # chosen on what it reports. Needs python3 (stdlib) to aggregate the JSON that eval prints.
+# First it prints the selection part's numbers of each kept epoch (from the packages'
+# metrics.json: head AP, MRR@10, search detection and false alarm at the stored threshold, and
+# each graded selection slice's Pearson and Spearman): recipes are compared on those, not on the second table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 train=1
@@ -65,17 +68,34 @@ cols = [("acc", lambda q, s, t: q["binary"]["accuracy"]), ("AP", lambda q, s, t:
         ("detect", lambda q, s, t: q["search_verdicts"]["at_package_threshold"]["detection"]),
         ("false_al", lambda q, s, t: q["search_verdicts"]["at_package_threshold"]["false_alarm"]),
         ("SICK_r", lambda q, s, t: s["graded"]["pearson"]), ("STSB_rho", lambda q, s, t: t["graded"]["spearman"])]
+def table(title, names, rows):
+    print(title)
+    print("seed     " + "  ".join(f"{c:>12}" for c in names))
+    for seed, r in zip(seeds, rows):
+        print(f"{seed:<8} " + "  ".join(f"{v:>12.4f}" for v in r))
+    if len(rows) > 1:
+        print("mean     " + "  ".join(f"{statistics.mean(c):>12.4f}" for c in zip(*rows)))
+        print("std      " + "  ".join(f"{statistics.stdev(c):>12.4f}" for c in zip(*rows)))
+
+name = out.rsplit("/", 1)[-1]
+sel_rows, sel_names = [], ["head_AP", "MRR@10", "detect", "false_al"]
+for seed in seeds:
+    m = json.load(open(f"runs/{name}-s{seed}/metrics.json"))
+    best, chosen = m["best"], m.get("search_threshold_chosen_at", {})
+    head = best.get("head") or {"average_precision": best["average_precision"]}
+    row = [head["average_precision"], (best.get("retrieval") or {}).get("mrr_at_10", float("nan")),
+           chosen.get("detection", float("nan")), chosen.get("false_alarm", float("nan"))]
+    slices = best.get("graded_slices", [])
+    if seed == seeds[0]:
+        sel_names += [f"{s['name'].split(':')[0]}_{k}" for s in slices for k in ("r", "rho")]
+    rows_slices = [v for s in slices for v in (s["pearson"], s["spearman"])]
+    sel_rows.append(row + rows_slices)
+table("selection part (kept epoch)", sel_names, sel_rows)
+print()
 rows = []
 for seed in seeds:
     load = lambda kind: json.load(open(f"{out}/{kind}-s{seed}.json"))
     q, s, t = load("qqp"), load("sick"), load("stsb")
     rows.append([f(q, s, t) for _, f in cols])
-print("seed     " + "  ".join(f"{c:>9}" for c, _ in cols))
-for seed, r in zip(seeds, rows):
-    print(f"{seed:<8} " + "  ".join(f"{v:>9.4f}" for v in r))
-if len(rows) > 1:
-    means = [statistics.mean(c) for c in zip(*rows)]
-    stds = [statistics.stdev(c) for c in zip(*rows)]
-    print("mean     " + "  ".join(f"{m:>9.4f}" for m in means))
-    print("std      " + "  ".join(f"{s:>9.4f}" for s in stds))
+table("reporting part (chose nothing)", [c for c, _ in cols], rows)
 PY

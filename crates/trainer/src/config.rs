@@ -105,6 +105,43 @@ pub struct GradedConfig {
     /// Weight of the regression term in the step's loss.
     #[serde(default = "one")]
     pub weight: f32,
+    /// Graded selection slices: pairs held out of training and scored after every epoch, so
+    /// that recipes can be compared on graded data without touching SICK TRIAL or STS-B dev.
+    /// Their pairs (either order) leave every graded source and their sentences the
+    /// distillation transfer set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub select: Vec<GradedSlice>,
+}
+
+/// One graded selection slice: `size` pairs drawn (seeded by `data.split_seed`) from one file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GradedSlice {
+    /// File layout (a graded format).
+    pub format: PairFormat,
+    /// The file, relative to the data directory.
+    pub path: PathBuf,
+    /// SICK: the `SemEval_set` to draw from.
+    #[serde(default)]
+    pub subset: Option<String>,
+    /// Pairs to hold out (all of them when the file has fewer).
+    pub size: usize,
+}
+
+impl GradedSlice {
+    /// The file the slice is drawn from.
+    pub fn source(&self) -> SourceConfig {
+        SourceConfig { format: self.format, path: self.path.clone(), subset: self.subset.clone() }
+    }
+
+    /// The slice's short name in logs and metrics: the file's stem, and its subset.
+    pub fn name(&self) -> String {
+        let stem = self.path.file_stem().map_or_else(|| self.path.display().to_string(), |s| s.to_string_lossy().into_owned());
+        match &self.subset {
+            Some(sub) => format!("{stem}:{sub}"),
+            None => stem,
+        }
+    }
 }
 
 fn default_graded_batch() -> usize {
@@ -477,6 +514,14 @@ impl TrainConfig {
             if let Some(s) = g.sources.iter().find(|s| self.data.range_of(s.format) == (0.0, 1.0)) {
                 return Err(format!("graded.sources: {} is not a graded format ({:?})", s.path.display(), s.format));
             }
+            for slice in &g.select {
+                if slice.size == 0 {
+                    return Err(format!("graded.select: {} needs a size of at least 1", slice.path.display()));
+                }
+                if self.data.range_of(slice.format) == (0.0, 1.0) {
+                    return Err(format!("graded.select: {} is not a graded format ({:?})", slice.path.display(), slice.format));
+                }
+            }
         }
         if let Some(rate) = t.search_false_alarm {
             if !(0.0..=1.0).contains(&rate) {
@@ -605,6 +650,24 @@ mod tests {
         // Binary labels have no scores to regress on.
         let binary = |g: &mut GradedConfig| g.sources[0] = SourceConfig { format: PairFormat::Mrpc, path: "m.txt".into(), subset: None };
         assert!(with(&binary).unwrap_err().contains("m.txt is not a graded format"));
+        // Selection slices: named by file and subset, sized, graded.
+        let sliced: TrainConfig = toml::from_str(&format!(
+            "{base}[graded]\nsources = [{{ format = \"stsb\", path = \"sts-train.csv\" }}]\n\
+             select = [{{ format = \"sick\", path = \"sick/SICK.txt\", subset = \"TRAIN\", size = 30 }}]\n"
+        ))
+        .unwrap();
+        let slice = &sliced.graded.as_ref().unwrap().select[0];
+        assert_eq!((slice.name().as_str(), slice.size, slice.source().format), ("SICK:TRAIN", 30, PairFormat::Sick));
+        assert!(sliced.check().is_ok());
+        let with_slice = |edit: &dyn Fn(&mut GradedSlice)| {
+            let mut c = sliced.clone();
+            edit(&mut c.graded.as_mut().unwrap().select[0]);
+            c.check()
+        };
+        assert!(with_slice(&|s: &mut GradedSlice| s.size = 0).unwrap_err().contains("size of at least 1"));
+        assert!(with_slice(&|s: &mut GradedSlice| s.format = PairFormat::Qqp).unwrap_err().contains("graded.select"));
+        // Configs without slices write none, so packages' stored configs stay as they were.
+        assert!(!serde_json::to_string(&cfg).unwrap().contains("select\":["));
         // Old configs (and packages' stored configs) have no [graded] table, and write none.
         let old: TrainConfig = toml::from_str(base).unwrap();
         assert!(old.graded.is_none());

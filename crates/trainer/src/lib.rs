@@ -27,8 +27,8 @@ pub mod verdicts;
 
 pub use fit::{
     adam, bucketed_batches, evaluate, graded_on, heldout_pairs, load_scaled, pair_distances, pair_scores, retrieval_on, train, train_step,
-    EncodedPairs, EpochMetrics, EvalOptions, EvalReport, GradedStream, HeldoutPart, Objective, StepOutcome, TrainReport, TrainRun,
-    Trainable,
+    EncodedPairs, EpochMetrics, EvalOptions, EvalReport, GradedStream, HeldoutPart, Objective, SliceMetrics, StepOutcome, TrainReport,
+    TrainRun, Trainable,
 };
 
 use std::path::PathBuf;

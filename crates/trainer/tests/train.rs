@@ -294,8 +294,13 @@ fn graded_pairs_train_beside_the_binary_ones() {
         cfg.model.energy = encoder::Energy::Cosine;
         cfg.train.epochs = 10;
         if with_graded {
-            cfg.graded =
-                Some(trainer::config::GradedConfig { sources: vec![sts("graded-sts.tsv")], exclude: vec![], batch_size: 8, weight: 1.0 });
+            cfg.graded = Some(trainer::config::GradedConfig {
+                sources: vec![sts("graded-sts.tsv")],
+                exclude: vec![],
+                batch_size: 8,
+                weight: 1.0,
+                select: vec![],
+            });
         }
         cfg.check().unwrap();
         let out = tempfile::tempdir().unwrap();
@@ -309,4 +314,42 @@ fn graded_pairs_train_beside_the_binary_ones() {
     let (without, with) = (spearman(false), spearman(true));
     // Regressing on the scores orders the graded pairs far better than the binary task alone.
     assert!(with > 0.6 && with > without + 0.2, "Spearman with graded pairs {with}, without {without}");
+}
+
+#[test]
+fn graded_selection_slices_are_scored_every_epoch_and_never_trained_on() {
+    let path = fixtures().join("graded-sts.tsv");
+    let all = trainer::load_scaled(&path, data::PairFormat::Sts, None, (0.0, 5.0), false).unwrap();
+    let mut cfg = tiny();
+    cfg.model.energy = encoder::Energy::Cosine;
+    cfg.train.epochs = 3;
+    let source = trainer::config::SourceConfig { format: data::PairFormat::Sts, path: "graded-sts.tsv".into(), subset: None };
+    let slice = trainer::config::GradedSlice { format: data::PairFormat::Sts, path: "graded-sts.tsv".into(), subset: None, size: 10 };
+    cfg.graded =
+        Some(trainer::config::GradedConfig { sources: vec![source], exclude: vec![], batch_size: 8, weight: 1.0, select: vec![slice] });
+    cfg.check().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let report = trainer::train(&cfg, &dirs(), &TrainRun { progress: false, output: Some(out.path().join("m")) }).unwrap();
+    // Every epoch scores the slice: the file's stem, ten pairs.
+    assert_eq!(report.epochs.len(), 3);
+    for e in &report.epochs {
+        assert_eq!(e.graded_slices.len(), 1);
+        assert_eq!((e.graded_slices[0].name.as_str(), e.graded_slices[0].graded.n), ("graded-sts", 10));
+    }
+    // The slice is the seeded draw of ten pairs, and the kept epoch's numbers are the package's
+    // own on those pairs.
+    let (_, held) = data::split_train_valid(all, 10, cfg.data.split_seed);
+    let package = ModelPackage::load(&out.path().join("m")).unwrap();
+    let opts = EvalOptions { graded_range: Some((0.0, 5.0)), ..Default::default() };
+    let measured = trainer::evaluate(&package, &held, &opts, &Backend::Flex.device()).unwrap().graded.unwrap();
+    let stored = report.best.graded_slices[0].graded;
+    assert!(
+        (measured.pearson - stored.pearson).abs() < 1e-5 && (measured.spearman - stored.spearman).abs() < 1e-5,
+        "{measured:?} vs {stored:?}"
+    );
+    // metrics.json carries the slices; the package's stored config names them.
+    let metrics = std::fs::read_to_string(out.path().join("m/metrics.json")).unwrap();
+    assert!(metrics.contains("\"graded_slices\""));
+    let stored_cfg: TrainConfig = serde_json::from_value(package.config.training.clone()).unwrap();
+    assert_eq!(stored_cfg.graded.unwrap().select[0].size, 10);
 }

@@ -19,6 +19,7 @@ pub mod neighbours;
 pub mod targets;
 pub mod transfer;
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use burn::nn::{Linear, LinearConfig};
@@ -45,7 +46,8 @@ impl TransferData {
     /// Reads the sentences and the teacher's vectors `d` names and checks that they belong
     /// together (one vector per line; when the teacher's `.json` side file records the input's
     /// SHA-256, it must be this file's).
-    pub fn load(d: &DistillConfig, tokenizer: &WordTokenizer) -> Result<Self> {
+    /// Sentences in `held_out` (graded selection slices) are left out with their vectors.
+    pub fn load(d: &DistillConfig, tokenizer: &WordTokenizer, held_out: &HashSet<&str>) -> Result<Self> {
         let text = std::fs::read(&d.sentences).map_err(|source| TrainError::Io { path: d.sentences.clone(), source })?;
         check_side_file(&d.targets, &d.sentences, &text)?;
         let text = String::from_utf8(text)
@@ -62,6 +64,16 @@ impl TransferData {
                 lines.len()
             )));
         }
+        let (lines, targets) = if held_out.is_empty() {
+            (lines, targets)
+        } else {
+            let keep: Vec<usize> = (0..lines.len()).filter(|&i| !held_out.contains(lines[i])).collect();
+            if keep.len() < lines.len() {
+                fsio::warn!("{}: {} sentences of the graded selection slices left out", d.sentences.display(), lines.len() - keep.len());
+            }
+            let rows = keep.iter().flat_map(|&i| targets.row(i).iter().copied()).collect();
+            (keep.iter().map(|&i| lines[i]).collect(), TeacherTargets { dim: targets.dim, rows })
+        };
         let ids = tokenizer.encode_batch_rows(&lines)?;
         Ok(Self { ids, targets })
     }
@@ -329,17 +341,22 @@ mod tests {
         targets::tests::write_targets(&targets, 2, &[1.0, 0.0, 0.0, 1.0]);
         let tok = WordTokenizer::build(["the cat", "a dog"], &Default::default(), &[]).unwrap();
         let d: DistillConfig = toml::from_str(&format!("sentences = {sentences:?}\ntargets = {targets:?}\n")).unwrap();
-        let data = TransferData::load(&d, &tok).unwrap();
+        let data = TransferData::load(&d, &tok, &HashSet::new()).unwrap();
         assert_eq!((data.len(), data.dim()), (2, 2));
         let b = data.batch(&[1], &Backend::Flex.device());
         assert_eq!(b.teacher.into_data().try_into_vec::<f32>().unwrap(), vec![0.0, 1.0]);
+        // A held-out sentence leaves with its vector: "a dog" is now row 0.
+        let data = TransferData::load(&d, &tok, &HashSet::from(["the cat"])).unwrap();
+        assert_eq!(data.len(), 1);
+        let b = data.batch(&[0], &Backend::Flex.device());
+        assert_eq!(b.teacher.into_data().try_into_vec::<f32>().unwrap(), vec![0.0, 1.0]);
         // A third line without a vector.
         std::fs::write(&sentences, "the cat\na dog\nmore\n").unwrap();
-        assert!(TransferData::load(&d, &tok).unwrap_err().to_string().contains("2 vectors but"));
+        assert!(TransferData::load(&d, &tok, &HashSet::new()).unwrap_err().to_string().contains("2 vectors but"));
         // The side file records another input.
         std::fs::write(&sentences, "the cat\na dog\n").unwrap();
         std::fs::write(dir.path().join("t.f32.json"), r#"{"input_sha256": "00"}"#).unwrap();
-        assert!(TransferData::load(&d, &tok).unwrap_err().to_string().contains("another version"));
+        assert!(TransferData::load(&d, &tok, &HashSet::new()).unwrap_err().to_string().contains("another version"));
     }
 
     use encoder::Backend;

@@ -22,7 +22,7 @@ pub use evaluate::{evaluate, heldout_pairs, EvalOptions, EvalReport, HeldoutPart
 pub use graded::GradedStream;
 pub use objective::Objective;
 pub use prepare::load_scaled;
-pub use report::{EpochMetrics, TrainReport};
+pub use report::{EpochMetrics, SliceMetrics, TrainReport};
 pub use score::{graded_on, pair_distances, pair_scores, retrieval_on};
 pub use step::{bucketed_batches, train_step, EncodedPairs, StepOutcome, Trainable};
 
@@ -59,15 +59,16 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
     let data = prepare::prepare(&cfg.data, dirs)?;
     let device = cfg.train.backend.try_device().map_err(TrainError::Training)?.autodiff();
     device.seed(cfg.train.seed);
-    let graded_pairs = match &cfg.graded {
+    let graded_data = match &cfg.graded {
         Some(g) => prepare::graded_pairs(g, &cfg.data, dirs, &data)?,
-        None => Vec::new(),
+        None => prepare::GradedData::default(),
     };
+    let graded_pairs = &graded_data.train;
     // The vocabulary holds the graded pairs' words too.
     let vocab_pairs: std::borrow::Cow<[data::Pair]> = if graded_pairs.is_empty() {
         std::borrow::Cow::Borrowed(&data.train)
     } else {
-        data.train.iter().chain(&graded_pairs).cloned().collect()
+        data.train.iter().chain(graded_pairs).cloned().collect()
     };
     let Initial { tokenizer, enc_cfg, mut model, head_cfg, coverage } = init::initialise(cfg, dirs, &vocab_pairs, &device)?;
     fsio::warn!(
@@ -84,7 +85,10 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
     let mut graded = match &cfg.graded {
         Some(g) => {
             fsio::warn!("learning graded scores on {} pairs ({} a step)", graded_pairs.len(), g.batch_size);
-            let encoded = EncodedPairs::new(&tokenizer, &graded_pairs)?;
+            for slice in &graded_data.slices {
+                fsio::warn!("scoring graded selection slice {} ({} pairs) after every epoch", slice.name, slice.pairs.len());
+            }
+            let encoded = EncodedPairs::new(&tokenizer, graded_pairs)?;
             Some(GradedStream::new(encoded, g.batch_size, g.weight, cfg.train.seed.wrapping_add(1)))
         }
         None => None,
@@ -95,7 +99,7 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
     let inference = device.clone().without_autodiff();
     let mut distill = match &cfg.distill {
         Some(d) => {
-            let transfer = TransferData::load(d, &tokenizer)?;
+            let transfer = TransferData::load(d, &tokenizer, &graded_data.slice_sentences())?;
             let objective = DistillObjective::of(d);
             model.projection = objective.projection(enc_cfg.d_output(), transfer.dim(), &device);
             fsio::warn!("distilling on {} transfer sentences ({} teacher dimensions)", transfer.len(), transfer.dim());
@@ -147,7 +151,7 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
 
         let encoder = model.twin.encoder.valid();
         let head = model.head.as_ref().map(|h| h.valid());
-        let v = validate::validate(&encoder, head.as_ref(), &tokenizer, &data, cfg, &inference)?;
+        let v = validate::validate(&encoder, head.as_ref(), &tokenizer, &data, &graded_data.slices, cfg, &inference)?;
         let em = EpochMetrics::new(epoch, &tally, train_secs, v);
         let score = Selection::score(&em, cfg.train.select);
         let improved = selection.improves(score);

@@ -181,12 +181,49 @@ fn add_extra(d: &DataConfig, dirs: &DataDirs, valid: &[Pair], report: &[Pair], t
     Ok(())
 }
 
+/// The graded pairs of a run: those it trains on and the selection slices held out of them.
+#[derive(Debug, Default)]
+pub(crate) struct GradedData {
+    /// Pairs the regression term learns from.
+    pub train: Vec<Pair>,
+    /// The selection slices, scored after every epoch and never trained on.
+    pub slices: Vec<HeldSlice>,
+}
+
+/// One graded selection slice, drawn.
+#[derive(Debug, Clone)]
+pub(crate) struct HeldSlice {
+    /// Its name in logs and metrics ([`GradedSlice::name`](crate::config::GradedSlice::name)).
+    pub name: String,
+    /// Its pairs, scores scaled to `[0, 1]`.
+    pub pairs: Vec<Pair>,
+    /// The file's score range, for the MSE on the gold scale.
+    pub range: (f32, f32),
+}
+
+impl GradedData {
+    /// Every sentence of the selection slices: the distillation transfer set must not hold them.
+    pub fn slice_sentences(&self) -> HashSet<&str> {
+        self.slices.iter().flat_map(|s| s.pairs.iter().flat_map(|p| [p.a.as_str(), p.b.as_str()])).collect()
+    }
+}
+
 /// The graded pairs of `g` (scores scaled to `[0, 1]`), without any validation or reporting
-/// pair of `data` and without the pairs of `g.exclude` or `d.exclude`.
-pub(crate) fn graded_pairs(g: &GradedConfig, d: &DataConfig, dirs: &DataDirs, data: &Prepared) -> Result<Vec<Pair>> {
+/// pair of `data` and without the pairs of `g.exclude` or `d.exclude`; and `g.select`'s slices,
+/// drawn first (seeded by `d.split_seed`), whose pairs then leave every training source too
+/// (the STS-B files repeat SemEval's pairs).
+pub(crate) fn graded_pairs(g: &GradedConfig, d: &DataConfig, dirs: &DataDirs, data: &Prepared) -> Result<GradedData> {
     let exclude: Vec<SourceConfig> = g.exclude.iter().chain(&d.exclude).cloned().collect();
-    let banned = banned_pairs(dirs, &exclude, &data.valid, &data.report)?;
-    load_sources(d, dirs, &g.sources, &banned, d.skip_bad_rows, "graded pairs")
+    let mut banned = banned_pairs(dirs, &exclude, &data.valid, &data.report)?;
+    let mut slices = Vec::new();
+    for slice in &g.select {
+        let pool = load_sources(d, dirs, &[slice.source()], &banned, d.skip_bad_rows, "graded pairs to draw a selection slice from")?;
+        let (_, held) = split_train_valid(pool, slice.size, d.split_seed);
+        banned.extend(held.iter().map(unordered));
+        slices.push(HeldSlice { name: slice.name(), pairs: held, range: d.range_of(slice.format) });
+    }
+    let train = load_sources(d, dirs, &g.sources, &banned, d.skip_bad_rows, "graded pairs")?;
+    Ok(GradedData { train, slices })
 }
 
 #[cfg(test)]
@@ -206,18 +243,59 @@ mod tests {
         let pair = |a: &str, b: &str| Pair { a: a.into(), b: b.into(), label: 1.0, line: 1 };
         // "x y / z w" is a reporting pair, written the other way round.
         let data = Prepared { train: vec![], valid: vec![], report: vec![pair("z w", "x y")], graded: false, range: (0.0, 1.0) };
-        let g = GradedConfig { sources: vec![src("train.tsv")], exclude: vec![src("dev.tsv")], batch_size: 2, weight: 1.0 };
-        let got = graded_pairs(&g, &d, &dirs, &data).unwrap();
+        let g = GradedConfig { sources: vec![src("train.tsv")], exclude: vec![src("dev.tsv")], batch_size: 2, weight: 1.0, select: vec![] };
+        let got = graded_pairs(&g, &d, &dirs, &data).unwrap().train;
         // The dev pair (swapped) and the reporting pair are gone; scores are scaled from [0, 5].
         assert_eq!(got.len(), 1);
         assert_eq!((got[0].a.as_str(), got[0].b.as_str(), got[0].label), ("a cat sits", "a cat is sitting", 1.0));
         // Without the exclusions, all three come, scaled.
         let open = GradedConfig { exclude: vec![], ..g };
         let empty = Prepared { report: vec![], ..data };
-        let labels: Vec<f32> = graded_pairs(&open, &d, &dirs, &empty).unwrap().iter().map(|p| p.label).collect();
+        let labels: Vec<f32> = graded_pairs(&open, &d, &dirs, &empty).unwrap().train.iter().map(|p| p.label).collect();
         assert_eq!(labels, vec![1.0, 0.2, 0.5]);
         // A missing file is an error that names it.
         let missing = GradedConfig { sources: vec![src("nope.tsv")], ..open };
         assert!(format!("{}", graded_pairs(&missing, &d, &dirs, &empty).unwrap_err()).contains("nope.tsv"));
+    }
+
+    #[test]
+    fn selection_slices_leave_every_training_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows: String = (0..20).map(|i| format!("{}.0\ts{i} a\ts{i} b\n", i % 6)).collect();
+        std::fs::write(dir.path().join("one.tsv"), &rows).unwrap();
+        // A second file repeating five of the first file's pairs the other way round.
+        let again: String = (0..5).map(|i| format!("{}.0\ts{i} b\ts{i} a\n", i % 6)).collect();
+        std::fs::write(dir.path().join("two.tsv"), &again).unwrap();
+        let d: DataConfig = toml::from_str("format = \"qqp\"\ntrain = \"q.tsv\"\nsplit_seed = 3\n").unwrap();
+        let dirs = DataDirs { data: dir.path().to_path_buf(), embeddings: dir.path().to_path_buf() };
+        let src = |path: &str| SourceConfig { format: PairFormat::Sts, path: path.into(), subset: None };
+        let slice = crate::config::GradedSlice { format: PairFormat::Sts, path: "one.tsv".into(), subset: None, size: 8 };
+        let g = GradedConfig {
+            sources: vec![src("one.tsv"), src("two.tsv")],
+            exclude: vec![],
+            batch_size: 2,
+            weight: 1.0,
+            select: vec![slice],
+        };
+        let data = Prepared { train: vec![], valid: vec![], report: vec![], graded: false, range: (0.0, 1.0) };
+        let got = graded_pairs(&g, &d, &dirs, &data).unwrap();
+        assert_eq!(got.slices.len(), 1);
+        let HeldSlice { name, pairs: held, range } = &got.slices[0];
+        assert_eq!((name.as_str(), held.len(), *range), ("one", 8, (0.0, 5.0)));
+        // No held pair is trained on, in either order or from either file.
+        let held_keys: HashSet<(String, String)> = held.iter().map(unordered).collect();
+        assert!(got.train.iter().all(|p| !held_keys.contains(&unordered(p))));
+        let from_two = got.train.iter().filter(|p| p.b.ends_with(" a")).count();
+        let held_in_two = (0..5).filter(|i| held_keys.contains(&(format!("s{i} a"), format!("s{i} b")))).count();
+        assert_eq!((got.train.len() - from_two, from_two), (12, 5 - held_in_two));
+        // The slice's sentences, for the transfer set to drop; the same seed draws the same slice.
+        assert_eq!(got.slice_sentences().len(), 16);
+        let again = graded_pairs(&g, &d, &dirs, &data).unwrap();
+        assert_eq!(
+            again.slices[0].pairs.iter().map(|p| p.a.clone()).collect::<Vec<_>>(),
+            held.iter().map(|p| p.a.clone()).collect::<Vec<_>>()
+        );
+        // Scores are scaled like the training pairs'.
+        assert!(held.iter().all(|p| (p.label * 5.0 - (p.label * 5.0).round()).abs() < 1e-6 && p.label <= 1.0));
     }
 }

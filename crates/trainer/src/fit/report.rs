@@ -44,12 +44,25 @@ pub struct EpochMetrics {
     /// Retrieval over the validation sentences (binary validation data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retrieval: Option<RetrievalMetrics>,
+    /// Correlations on each graded selection slice (`[graded] select`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub graded_slices: Vec<SliceMetrics>,
     /// Training throughput.
     pub pairs_per_sec: f64,
     /// Share of the padded id matrices that was padding.
     pub padding_fraction: f64,
     /// Wall time of the epoch, validation included.
     pub seconds: f64,
+}
+
+/// One graded selection slice's numbers in an epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SliceMetrics {
+    /// The slice's name: its file's stem and subset.
+    pub name: String,
+    /// Pearson, Spearman and MSE (on the file's score scale) against its gold scores.
+    #[serde(flatten)]
+    pub graded: GradedMetrics,
 }
 
 /// What a training run produced; also written as the package's `metrics.json`.
@@ -155,6 +168,7 @@ impl EpochMetrics {
             head: v.head,
             graded: v.graded,
             retrieval: v.retrieval,
+            graded_slices: v.slices,
             pairs_per_sec: tally.seen as f64 / train_secs.max(1e-9),
             padding_fraction: if tally.cells == 0 { 0.0 } else { 1.0 - tally.real as f64 / tally.cells as f64 },
             seconds: tally.seconds(),
@@ -176,8 +190,10 @@ impl EpochMetrics {
                 format!("acc {:.4}  F1 {:.4}  AP {:.4}  thr {:.3}", self.accuracy, self.f1, self.average_precision, self.threshold)
             }
         };
+        let slices: String =
+            self.graded_slices.iter().map(|s| format!(" | {} r {:.4} rho {:.4}", s.name, s.graded.pearson, s.graded.spearman)).collect();
         fsio::warn!(
-            "epoch {:>2}: train loss {:.4}  valid loss {:.4}  {head_line}{quality}  {:.0} pairs/s  pad {:.0}%{}",
+            "epoch {:>2}: train loss {:.4}  valid loss {:.4}  {head_line}{quality}{slices}  {:.0} pairs/s  pad {:.0}%{}",
             self.epoch,
             self.train_loss,
             self.valid_loss,

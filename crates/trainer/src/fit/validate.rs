@@ -9,9 +9,9 @@ use encoder::{Energy, SentenceEncoder, VerdictHead};
 use tokenize::WordTokenizer;
 
 use crate::config::{SelectMetric, TrainConfig};
-use crate::fit::prepare::Prepared;
-use crate::fit::report::EpochMetrics;
-use crate::fit::score::{duplicate_labels, graded_on, pair_scores, retrieval_on};
+use crate::fit::prepare::{HeldSlice, Prepared};
+use crate::fit::report::{EpochMetrics, SliceMetrics};
+use crate::fit::score::{duplicate_labels, graded_on, pair_distances, pair_scores, retrieval_on};
 use crate::Result;
 
 /// What one validation measured.
@@ -28,6 +28,8 @@ pub(crate) struct Validation {
     pub graded: Option<GradedMetrics>,
     /// Retrieval over the validation sentences, for binary data.
     pub retrieval: Option<RetrievalMetrics>,
+    /// Correlations on each graded selection slice.
+    pub slices: Vec<SliceMetrics>,
 }
 
 /// Scores the validation pairs of `data` with `encoder` (and `head`) in inference mode.
@@ -36,6 +38,7 @@ pub(crate) fn validate(
     head: Option<&VerdictHead>,
     tokenizer: &WordTokenizer,
     data: &Prepared,
+    slices: &[HeldSlice],
     cfg: &TrainConfig,
     device: &Device,
 ) -> Result<Validation> {
@@ -47,7 +50,14 @@ pub(crate) fn validate(
     let loss = validation_loss(&distances, pairs, cfg.train.margin, data.graded.then_some(energy));
     let graded = data.graded.then(|| graded_on(&distances, pairs, energy, data.range));
     let retrieval = if data.graded { None } else { Some(retrieval_on(encoder, tokenizer, pairs, energy, device, None)?) };
-    Ok(Validation { distance, loss, head, graded, retrieval })
+    let slices = slices
+        .iter()
+        .map(|s| {
+            let distances = pair_distances(encoder, tokenizer, &s.pairs, energy, device)?;
+            Ok(SliceMetrics { name: s.name.clone(), graded: graded_on(&distances, &s.pairs, energy, s.range) })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Validation { distance, loss, head, graded, retrieval, slices })
 }
 
 /// The mean validation loss: with `graded`'s energy the regression MSE on `[0, 1]`, otherwise
