@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::{fixtures, http, json, ok, retrieve, s, start, stderr, tiny_package_with, KillOnDrop};
 use retrieve::store::MilvusUrl;
@@ -53,7 +53,7 @@ impl Drop for Collection {
 }
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// `(sentence, similarity)` of each hit of each query in a `--json` search report.

@@ -10,7 +10,7 @@ use encoder::{Embedder, ModelPackage};
 use retrieve::{Ann, AnnParams, GraphCodes, Index};
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// Deterministic rewrites of a question: a word dropped, two words swapped, a word repeated,

@@ -7,7 +7,7 @@ use trainer::config::{DataDirs, LossKind, LossSpec, SelectMetric, TrainConfig};
 use trainer::{EvalOptions, TrainRun};
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 fn tiny() -> TrainConfig {

@@ -10,7 +10,7 @@ use encoder::{Backend, EncoderConfig, Energy, ModelPackage, PackageConfig, Verdi
 use tokenize::{VocabOptions, WordTokenizer};
 
 pub fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 /// A small, untrained but real model package (random weights from `seed`), with a threshold

@@ -16,13 +16,17 @@ pub(crate) fn locate(path: &Path) -> PathBuf {
     if path.exists() || path.is_absolute() {
         return path.to_path_buf();
     }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let candidate = repo.join(path);
-    if candidate.exists() {
-        candidate
-    } else {
-        path.to_path_buf()
-    }
+    // `cargo run` and `cargo test` name the crate's folder at run time; the compile-time one
+    // serves a binary run by hand. The run-time one comes first: build outputs may be shared
+    // between checkouts (one CARGO_TARGET_DIR), and a reused binary keeps the folder it was
+    // compiled in.
+    let runtime = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    runtime
+        .into_iter()
+        .chain([PathBuf::from(env!("CARGO_MANIFEST_DIR"))])
+        .map(|crate_dir| crate_dir.join("../..").join(path))
+        .find(|candidate| candidate.exists())
+        .unwrap_or_else(|| path.to_path_buf())
 }
 
 /// A progress bar (a spinner without `len`), hidden with `--quiet`.
