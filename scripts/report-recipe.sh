@@ -60,9 +60,9 @@ for seed in "$@"; do
   "$bin/eval" --model "$model" --task sick --split sick/SICK.txt --subset TRIAL --backend flex --json > "$out/sick-s$seed.json"
   "$bin/eval" --model "$model" --task stsb --split stsbenchmark/sts-dev.csv --backend flex --json > "$out/stsb-s$seed.json"
 done
-python3 - "$out" "$@" <<'PY'
+python3 - "$out" "runs/$name" "$@" <<'PY'
 import json, statistics, sys
-out, seeds = sys.argv[1], sys.argv[2:]
+out, models, seeds = sys.argv[1], sys.argv[2], sys.argv[3:]
 cols = [("acc", lambda q, s, t: q["binary"]["accuracy"]), ("AP", lambda q, s, t: q["binary"]["average_precision"]),
         ("MRR@10", lambda q, s, t: q["retrieval"]["mrr_at_10"]),
         ("detect", lambda q, s, t: q["search_verdicts"]["at_package_threshold"]["detection"]),
@@ -77,10 +77,9 @@ def table(title, names, rows):
         print("mean     " + "  ".join(f"{statistics.mean(c):>12.4f}" for c in zip(*rows)))
         print("std      " + "  ".join(f"{statistics.stdev(c):>12.4f}" for c in zip(*rows)))
 
-name = out.rsplit("/", 1)[-1]
 sel_rows, sel_names = [], ["head_AP", "MRR@10", "detect", "false_al"]
 for seed in seeds:
-    m = json.load(open(f"runs/{name}-s{seed}/metrics.json"))
+    m = json.load(open(f"{models}-s{seed}/metrics.json"))
     best, chosen = m["best"], m.get("search_threshold_chosen_at", {})
     head = best.get("head") or {"average_precision": best["average_precision"]}
     row = [head["average_precision"], (best.get("retrieval") or {}).get("mrr_at_10", float("nan")),
@@ -88,8 +87,7 @@ for seed in seeds:
     slices = best.get("graded_slices", [])
     if seed == seeds[0]:
         sel_names += [f"{s['name'].split(':')[0]}_{k}" for s in slices for k in ("r", "rho")]
-    rows_slices = [v for s in slices for v in (s["pearson"], s["spearman"])]
-    sel_rows.append(row + rows_slices)
+    sel_rows.append(row + [v for s in slices for v in (s["pearson"], s["spearman"])])
 table("selection part (kept epoch)", sel_names, sel_rows)
 print()
 rows = []

@@ -6,9 +6,7 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-use common::{fixtures, http, json, ok, retrieve, s, start, stderr, tiny_package_with, KillOnDrop};
+use common::{fixtures, http, json, ok, repo, retrieve, s, start, stderr, tiny_package_with, KillOnDrop};
 use retrieve::store::MilvusUrl;
 use retrieve::MilvusStore;
 
@@ -50,10 +48,6 @@ impl Drop for Collection {
         let body = format!(r#"{{"collectionName":"{}"}}"#, self.name);
         let _ = http(&self.addr, "POST", "/v1/vector/collections/drop", &body, None);
     }
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// `(sentence, similarity)` of each hit of each query in a `--json` search report.

@@ -4,14 +4,11 @@
 //! graph, chosen only where disk decides, is held to a lower floor (its measured recall is in
 //! docs/performance.md).
 
-use std::path::PathBuf;
+mod common;
 
+use common::repo;
 use encoder::{Embedder, ModelPackage};
 use retrieve::{Ann, AnnParams, GraphCodes, Index};
-
-fn repo() -> PathBuf {
-    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// Deterministic rewrites of a question: a word dropped, two words swapped, a word repeated,
 /// lower case without the question mark, and a few common prefixes.

@@ -9,8 +9,19 @@ use std::process::{Child, Command, Output, Stdio};
 use encoder::{Backend, EncoderConfig, Energy, ModelPackage, PackageConfig, VerdictHeadConfig};
 use tokenize::{VocabOptions, WordTokenizer};
 
+/// The crate's folder, as cargo names it when it runs the test (read at run time: a test binary
+/// reused from another checkout that shares the target dir would carry that checkout's path).
+fn crate_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+}
+
 pub fn fixtures() -> PathBuf {
-    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    crate_dir().join("tests/fixtures")
+}
+
+/// The repository: the shipped model and corpus.
+pub fn repo() -> PathBuf {
+    crate_dir().join("../..")
 }
 
 /// A small, untrained but real model package (random weights from `seed`), with a threshold
