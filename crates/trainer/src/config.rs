@@ -412,6 +412,11 @@ pub struct TrainOptions {
     /// Sort pairs by length within windows of this many batches, so batches carry little
     /// padding (1 = plain shuffled batches).
     pub bucket_batches: usize,
+    /// Build pair batches from groups of each pair and its this-many nearest pairs by the
+    /// teacher (0: length-bucketed batches; needs `[distill]`, whose transfer set holds the
+    /// training sentences' teacher vectors), so that the in-batch negatives are close questions.
+    /// Every pair still comes once per epoch.
+    pub neighbours: usize,
     /// Compute backend.
     pub backend: Backend,
     /// The objective: a weighted sum of these losses (`[[train.loss]]` tables).
@@ -435,6 +440,7 @@ impl Default for TrainOptions {
             select: SelectMetric::Ap,
             grad_clip: 5.0,
             bucket_batches: 50,
+            neighbours: 0,
             backend: Backend::Ndarray,
             loss: vec![LossSpec::new(LossKind::Contrastive)],
             search_false_alarm: None,
@@ -489,6 +495,9 @@ impl TrainConfig {
             if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
                 return Err("data.score_range must be [low, high] with low < high".into());
             }
+        }
+        if t.neighbours > 0 && self.distill.is_none() {
+            return Err("train.neighbours groups pairs by the teacher's vectors: it needs a [distill] table".into());
         }
         if let Some(d) = &self.distill {
             if d.batch_size == 0 {
@@ -700,6 +709,13 @@ mod tests {
         assert!(with(&none).unwrap_err().contains("not all 0"));
         assert!(with(&|d: &mut DistillConfig| d.ranking_weight = f32::NAN).unwrap_err().contains("ranking_weight"));
         assert!(with(&|d: &mut DistillConfig| d.ranking_temperature = 0.0).unwrap_err().contains("ranking_temperature"));
+        // Pair neighbour batches default off and need the teacher's vectors.
+        assert_eq!(cfg.train.neighbours, 0);
+        let mut grouped = cfg.clone();
+        grouped.train.neighbours = 3;
+        assert!(grouped.check().is_ok());
+        grouped.distill = None;
+        assert!(grouped.check().unwrap_err().contains("needs a [distill] table"));
     }
 
     #[test]

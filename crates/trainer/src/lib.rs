@@ -61,6 +61,9 @@ pub enum TrainError {
     /// Tokenization failed.
     #[error(transparent)]
     Tokenize(#[from] tokenize::TokenizeError),
+    /// An atomic write or a lock failed (the error names the file).
+    #[error(transparent)]
+    Fs(#[from] fsio::FsError),
     /// Training diverged or cannot proceed.
     #[error("training: {0}")]
     Training(String),

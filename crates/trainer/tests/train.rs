@@ -234,6 +234,8 @@ fn distillation_pretrains_towards_the_teacher_then_trains_on_pairs() {
     write_teacher(&dir.path().join("t.f32"), dim, &rows);
     let mut cfg = tiny();
     cfg.train.epochs = 2;
+    // Patience shorter than the pre-training: it counts pair epochs only.
+    cfg.train.patience = 1;
     let text = format!(
         "sentences = {:?}\ntargets = {:?}\nbatch_size = 16\npretrain_epochs = 8\n",
         dir.path().join("s.txt"),
@@ -242,8 +244,10 @@ fn distillation_pretrains_towards_the_teacher_then_trains_on_pairs() {
     cfg.distill = Some(toml::from_str(&text).unwrap());
     let run = TrainRun { progress: false, output: Some(dir.path().join("m")) };
     let report = trainer::train(&cfg, &dirs(), &run).unwrap();
-    // Eight passes over the transfer set alone, then the pair epochs.
+    // Eight passes over the transfer set alone, then the pair epochs; the kept epoch is a pair
+    // epoch.
     assert_eq!(report.epochs.len(), 10);
+    assert!(report.best_epoch > 8, "kept epoch {}", report.best_epoch);
     let loss = |e: usize| report.epochs[e].train_loss;
     assert!(loss(7) < 0.6 * loss(0), "distillation loss did not fall: {} -> {}", loss(0), loss(7));
     // The package is the student alone: it loads without the projection.

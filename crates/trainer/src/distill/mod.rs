@@ -15,18 +15,19 @@
 //! - between the batch's cosine similarity matrices of student and teacher: the student's own
 //!   space, which search ranks in, takes the teacher's geometry.
 
+mod neighbour_cache;
 pub mod neighbours;
 pub mod targets;
 pub mod transfer;
 
-use std::collections::HashSet;
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
+use data::Pair;
 use encoder::{projection_distill_loss, ranking_distill_loss, similarity_distill_loss, BatchTensors, SentenceEncoder};
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use tokenize::{Batch, WordTokenizer};
 
@@ -38,6 +39,9 @@ pub use targets::TeacherTargets;
 /// The transfer set as training reads it: token ids of every sentence and the teacher's vectors.
 #[derive(Debug, Clone)]
 pub struct TransferData {
+    /// The teacher-vector file, beside which neighbour lists are cached.
+    targets_path: PathBuf,
+    sentences: Vec<String>,
     ids: Vec<Vec<u32>>,
     targets: TeacherTargets,
 }
@@ -75,7 +79,7 @@ impl TransferData {
             (keep.iter().map(|&i| lines[i]).collect(), TeacherTargets { dim: targets.dim, rows })
         };
         let ids = tokenizer.encode_batch_rows(&lines)?;
-        Ok(Self { ids, targets })
+        Ok(Self { targets_path: d.targets.clone(), sentences: lines.into_iter().map(str::to_owned).collect(), ids, targets })
     }
 
     /// Number of sentences.
@@ -93,12 +97,48 @@ impl TransferData {
         self.targets.dim
     }
 
-    /// Each sentence's `k` nearest neighbours by the teacher's vectors (none when `k = 0`).
-    pub fn neighbours(&self, k: usize) -> Vec<Vec<usize>> {
+    /// Each sentence's `k` nearest neighbours by the teacher's vectors (none when `k = 0`),
+    /// from the cache beside the teacher's file when an earlier run stored them there
+    /// ([`neighbour_cache`]); `progress` shows a bar while they are computed.
+    pub fn neighbours(&self, k: usize, progress: bool) -> Result<Vec<Vec<usize>>> {
         if k == 0 {
-            return Vec::new();
+            return Ok(Vec::new());
         }
-        neighbours::nearest(&self.targets.rows, self.dim(), k)
+        let bar = crate::fit::progress_bar(progress, self.len() as u64, "teacher neighbours".into(), "sentences");
+        let lists = neighbour_cache::cached_nearest(&self.targets_path, &self.targets.rows, self.dim(), k, |rows| bar.inc(rows as u64));
+        bar.finish_and_clear();
+        lists
+    }
+
+    /// Each pair's `k` nearest other pairs by the teacher (`train.neighbours`), a pair's vector
+    /// being the normalised sum of its sentences' teacher vectors (the transfer set holds every
+    /// training sentence). A pair neither of whose sentences is in the set has no neighbours and
+    /// is no one's neighbour.
+    pub fn pair_neighbours(&self, pairs: &[Pair], k: usize) -> Vec<Vec<usize>> {
+        let row_of: HashMap<&str, usize> = self.sentences.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
+        let dim = self.dim();
+        let mut found: Vec<usize> = Vec::new();
+        let mut vectors: Vec<f32> = Vec::new();
+        for (p, pair) in pairs.iter().enumerate() {
+            let mut sum = vec![0f32; dim];
+            let mut any = false;
+            for s in [&pair.a, &pair.b] {
+                if let Some(&row) = row_of.get(transfer::one_line(s).as_str()) {
+                    sum.iter_mut().zip(self.targets.row(row)).for_each(|(a, b)| *a += b);
+                    any = true;
+                }
+            }
+            let norm = sum.iter().map(|v| v * v).sum::<f32>().sqrt();
+            if any && norm > 0.0 {
+                found.push(p);
+                vectors.extend(sum.iter().map(|v| v / norm));
+            }
+        }
+        let mut out = vec![Vec::new(); pairs.len()];
+        for (j, near) in neighbours::nearest(&vectors, dim, k).into_iter().enumerate() {
+            out[found[j]] = near.into_iter().map(|n| found[n]).collect();
+        }
+        out
     }
 
     /// The token count of each sentence (what batches are bucketed by).
@@ -227,29 +267,7 @@ impl TransferCursor {
             self.batches = bucketed_batches(&self.lengths, self.batch_size, BUCKET_BATCHES, &mut self.rng);
             return;
         }
-        let mut order: Vec<usize> = (0..self.lengths.len()).collect();
-        order.shuffle(&mut self.rng);
-        let mut drawn = vec![false; order.len()];
-        let mut batches = Vec::new();
-        let mut batch: Vec<usize> = Vec::with_capacity(self.batch_size);
-        for anchor in order {
-            if drawn[anchor] {
-                continue;
-            }
-            for &i in std::iter::once(&anchor).chain(&self.neighbours[anchor]) {
-                if batch.len() == self.batch_size {
-                    batches.push(std::mem::take(&mut batch));
-                }
-                if !batch.contains(&i) {
-                    batch.push(i);
-                    drawn[i] = true;
-                }
-            }
-        }
-        if !batch.is_empty() {
-            batches.push(batch);
-        }
-        self.batches = batches;
+        self.batches = neighbours::neighbour_batches(&self.neighbours, self.batch_size, neighbours::Redraw::Always, &mut self.rng);
     }
 
     /// The next batch of sentence indices (empty only when there is no sentence).
@@ -357,6 +375,26 @@ mod tests {
         std::fs::write(&sentences, "the cat\na dog\n").unwrap();
         std::fs::write(dir.path().join("t.f32.json"), r#"{"input_sha256": "00"}"#).unwrap();
         assert!(TransferData::load(&d, &tok, &HashSet::new()).unwrap_err().to_string().contains("another version"));
+    }
+
+    #[test]
+    fn pairs_are_grouped_by_their_sentences_teacher_vectors() {
+        let dir = tempfile::tempdir().unwrap();
+        let sentences = dir.path().join("s.txt");
+        let targets = dir.path().join("t.f32");
+        // Four sentences: two near (1, 0), two near (0, 1).
+        std::fs::write(&sentences, "the cat\na cat\nthe dog\na dog\n").unwrap();
+        targets::tests::write_targets(&targets, 2, &[1.0, 0.0, 0.9, 0.1, 0.0, 1.0, 0.2, 0.9]);
+        let tok = WordTokenizer::build(["the cat", "a dog"], &Default::default(), &[]).unwrap();
+        let d: DistillConfig = toml::from_str(&format!("sentences = {sentences:?}\ntargets = {targets:?}\n")).unwrap();
+        let data = TransferData::load(&d, &tok, &HashSet::new()).unwrap();
+        let pair = |a: &str, b: &str| Pair { a: a.into(), b: b.into(), label: 1.0, line: 1 };
+        // Sentences are matched as the transfer file writes them (one line, single spaces).
+        let pairs = [pair("the  cat", "the dog"), pair("a dog", "the dog"), pair("the cat", "a cat"), pair("unknown", "none")];
+        let near = data.pair_neighbours(&pairs, 1);
+        // Pair 0 sums (1, 1): nearest is pair 1, (0.2, 1.9), closer than pair 2, (1.9, 0.1).
+        assert_eq!(near, vec![vec![1], vec![0], vec![0], vec![]]);
+        assert_eq!(data.pair_neighbours(&pairs, 5)[2], vec![0, 1]);
     }
 
     use encoder::Backend;

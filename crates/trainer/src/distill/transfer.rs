@@ -39,7 +39,7 @@ pub struct TransferSet {
 }
 
 /// A sentence as one line of the transfer file: line breaks and surrounding space removed.
-fn one_line(s: &str) -> String {
+pub(crate) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

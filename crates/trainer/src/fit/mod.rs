@@ -35,11 +35,13 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::config::{DataDirs, TrainConfig};
+use crate::distill::neighbours::{neighbour_batches, Redraw};
 use crate::distill::{DistillObjective, TransferCursor, TransferData};
 use crate::{Result, TrainError};
 use burn::prelude::Device;
 use init::Initial;
-use report::{progress_bar, EpochTally};
+pub(crate) use report::progress_bar;
+use report::EpochTally;
 use validate::{Best, Selection};
 
 /// Run-time knobs that are not part of the reproducible config.
@@ -103,11 +105,16 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
             let objective = DistillObjective::of(d);
             model.projection = objective.projection(enc_cfg.d_output(), transfer.dim(), &device);
             fsio::warn!("distilling on {} transfer sentences ({} teacher dimensions)", transfer.len(), transfer.dim());
-            let neighbours = transfer.neighbours(d.neighbours);
+            let neighbours = transfer.neighbours(d.neighbours, run.progress)?;
             let cursor = TransferCursor::with_neighbours(transfer.lengths(), neighbours, d.batch_size, d.seed);
             Some((transfer, objective, cursor))
         }
         None => None,
+    };
+    // Pair batches of teacher neighbours (`train.neighbours`), or length-bucketed ones.
+    let pair_neighbours = match &distill {
+        Some((transfer, _, _)) if cfg.train.neighbours > 0 => transfer.pair_neighbours(&data.train, cfg.train.neighbours),
+        _ => Vec::new(),
     };
     let pretrain = cfg.distill.as_ref().map_or(0, |d| d.pretrain_epochs);
     let total_epochs = pretrain + cfg.train.epochs;
@@ -119,11 +126,13 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
         let plan = if epoch <= pretrain {
             let passes = distill.as_ref().map_or(0, |(_, _, c)| c.batches_per_pass());
             vec![Vec::new(); passes]
+        } else if !pair_neighbours.is_empty() {
+            neighbour_batches(&pair_neighbours, cfg.train.batch_size, Redraw::Never, &mut rng)
         } else {
             bucketed_batches(&lengths, cfg.train.batch_size, cfg.train.bucket_batches, &mut rng)
         };
         let what = if epoch <= pretrain { "distil" } else { "epoch" };
-        let bar = progress_bar(run.progress, plan.len() as u64, format!("{what} {epoch:>2}/{total_epochs}"));
+        let bar = progress_bar(run.progress, plan.len() as u64, format!("{what} {epoch:>2}/{total_epochs}"), "batches");
         for idx in &plan {
             let transfer = distill.as_mut().map(|(data, objective, cursor)| (&*objective, data.batch(&cursor.next_batch(), &device)));
             // Graded batches ride along the pair batches only (not the transfer-only passes).
@@ -154,7 +163,10 @@ pub fn train(cfg: &TrainConfig, dirs: &DataDirs, run: &TrainRun) -> Result<Train
         let v = validate::validate(&encoder, head.as_ref(), &tokenizer, &data, &graded_data.slices, cfg, &inference)?;
         let em = EpochMetrics::new(epoch, &tally, train_secs, v);
         let score = Selection::score(&em, cfg.train.select);
-        let improved = selection.improves(score);
+        // Pre-training epochs are shown but never kept and spend no patience: their verdict
+        // head has not trained yet, and a long pre-training must not end the run before the
+        // first pair epoch.
+        let improved = epoch > pretrain && selection.improves(score);
         em.log(improved);
         epochs.push(em);
         if improved {

@@ -204,14 +204,14 @@ impl EpochMetrics {
     }
 }
 
-/// A progress bar over an epoch's `len` pairs, hidden unless `show`.
-pub(crate) fn progress_bar(show: bool, len: u64, prefix: String) -> ProgressBar {
+/// A progress bar over `len` of `unit` (an epoch's batches), hidden unless `show`.
+pub(crate) fn progress_bar(show: bool, len: u64, prefix: String, unit: &str) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(len);
     bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30.cyan/blue}] {pos}/{len} batches {msg} ({elapsed}<{eta})")
+        ProgressStyle::with_template(&format!("{{prefix}} [{{bar:30.cyan/blue}}] {{pos}}/{{len}} {unit} {{msg}} ({{elapsed}}<{{eta}})"))
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
