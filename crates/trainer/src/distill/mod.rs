@@ -350,15 +350,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn transfer_data_refuses_targets_of_other_sentences() {
+    /// A transfer file of `lines` with 2-dimensional teacher `vectors` in a temporary folder, its
+    /// `[distill]` table, and a tokenizer.
+    fn transfer_files(lines: &str, vectors: &[f32]) -> (tempfile::TempDir, PathBuf, DistillConfig, WordTokenizer) {
         let dir = tempfile::tempdir().unwrap();
         let sentences = dir.path().join("s.txt");
         let targets = dir.path().join("t.f32");
-        std::fs::write(&sentences, "the cat\na dog\n").unwrap();
-        targets::tests::write_targets(&targets, 2, &[1.0, 0.0, 0.0, 1.0]);
+        std::fs::write(&sentences, lines).unwrap();
+        targets::tests::write_targets(&targets, 2, vectors);
         let tok = WordTokenizer::build(["the cat", "a dog"], &Default::default(), &[]).unwrap();
         let d: DistillConfig = toml::from_str(&format!("sentences = {sentences:?}\ntargets = {targets:?}\n")).unwrap();
+        (dir, sentences, d, tok)
+    }
+
+    #[test]
+    fn transfer_data_refuses_targets_of_other_sentences() {
+        let (dir, sentences, d, tok) = transfer_files("the cat\na dog\n", &[1.0, 0.0, 0.0, 1.0]);
         let data = TransferData::load(&d, &tok, &HashSet::new()).unwrap();
         assert_eq!((data.len(), data.dim()), (2, 2));
         let b = data.batch(&[1], &Backend::Flex.device());
@@ -379,14 +386,8 @@ mod tests {
 
     #[test]
     fn pairs_are_grouped_by_their_sentences_teacher_vectors() {
-        let dir = tempfile::tempdir().unwrap();
-        let sentences = dir.path().join("s.txt");
-        let targets = dir.path().join("t.f32");
         // Four sentences: two near (1, 0), two near (0, 1).
-        std::fs::write(&sentences, "the cat\na cat\nthe dog\na dog\n").unwrap();
-        targets::tests::write_targets(&targets, 2, &[1.0, 0.0, 0.9, 0.1, 0.0, 1.0, 0.2, 0.9]);
-        let tok = WordTokenizer::build(["the cat", "a dog"], &Default::default(), &[]).unwrap();
-        let d: DistillConfig = toml::from_str(&format!("sentences = {sentences:?}\ntargets = {targets:?}\n")).unwrap();
+        let (_dir, _, d, tok) = transfer_files("the cat\na cat\nthe dog\na dog\n", &[1.0, 0.0, 0.9, 0.1, 0.0, 1.0, 0.2, 0.9]);
         let data = TransferData::load(&d, &tok, &HashSet::new()).unwrap();
         let pair = |a: &str, b: &str| Pair { a: a.into(), b: b.into(), label: 1.0, line: 1 };
         // Sentences are matched as the transfer file writes them (one line, single spaces).
