@@ -6,14 +6,16 @@
 #
 #   scripts/distill-targets.sh configs/quora-distill.toml [--threads N] [--data-dir DIR] [--embeddings-dir DIR]
 #
-# Both files are data: written under runs/ (see the config), never committed. An existing
-# vectors file is replaced only when the transfer set changed (the teacher's .json side file
-# records the SHA-256 of the sentences it encoded).
+# With `model.extra_vectors` set, also the teacher's vectors of every GloVe word alone, reduced
+# to GloVe's size (scripts/word_vectors.py), written there (plus .words, .f32 and .json beside).
+# All files are data: written under runs/ (see the config), never committed. An existing
+# vectors file is replaced only when its input changed (the teacher's .json side file records
+# the SHA-256 of the sentences it encoded).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ $# -lt 1 || "$1" == -h || "$1" == --help ]]; then
-  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
   [[ $# -lt 1 ]] && exit 2 || exit 0
 fi
 config="$1"
@@ -34,16 +36,43 @@ paths="$("$bin" --config "$config" --print-paths)"
 sentences="$(sed -n 's/^sentences=//p' <<<"$paths")"
 targets="$(sed -n 's/^targets=//p' <<<"$paths")"
 
+extra="$(sed -n 's/^extra_vectors=//p' <<<"$paths")"
+glove="$(sed -n 's/^glove=//p' <<<"$paths")"
+
+# The teacher's vectors of the lines of $1, into $2, unless $2 already holds them.
+teach() {
+  local input="$1" output="$2"
+  if [[ -f "$output" && -f "$output.json" ]]; then
+    have="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("input_sha256",""))' "$output.json")"
+    want="$(sha256sum < "$input" | cut -d' ' -f1)"
+    if [[ "$have" == "$want" ]]; then
+      echo "distill-targets.sh: $output already holds the teacher's vectors of $input" >&2
+      return 0
+    fi
+  fi
+  # --force only over an earlier teacher output (it has the side file); anything else stays.
+  local force=()
+  [[ -f "$output.json" ]] && force=(--force)
+  scripts/teacher-targets.sh --input "$input" --output "$output" --threads "$threads" "${force[@]}"
+}
+
 "$bin" --config "$config" "${pass[@]}"
-if [[ -f "$targets" && -f "$targets.json" ]]; then
-  have="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("input_sha256",""))' "$targets.json")"
-  want="$(sha256sum < "$sentences" | cut -d' ' -f1)"
-  if [[ "$have" == "$want" ]]; then
-    echo "distill-targets.sh: $targets already holds the teacher's vectors of $sentences" >&2
+teach "$sentences" "$targets"
+
+# model.extra_vectors: the teacher's vectors of each GloVe word alone, reduced to GloVe's size
+# (scripts/word_vectors.py, in the teacher's venv).
+if [[ -n "$extra" ]]; then
+  py="${TWIN_TEACHER_VENV:-$HOME/.cache/twin-lstm/teacher-venv}/bin/python"
+  mkdir -p "$(dirname "$extra")"
+  "$py" scripts/word_vectors.py --glove "$glove" --list-words "$extra.words"
+  teach "$extra.words" "$extra.f32"
+  payload="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("payload_sha256",""))' "$extra.f32.json")"
+  if [[ -f "$extra" && -f "$extra.json" ]] \
+    && [[ "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("teacher_payload_sha256",""))' "$extra.json")" == "$payload" ]]; then
+    echo "distill-targets.sh: $extra is up to date" >&2
     exit 0
   fi
+  force=()
+  [[ -f "$extra.json" ]] && force=(--force)
+  "$py" scripts/word_vectors.py --glove "$glove" --teacher "$extra.f32" --output "$extra" "${force[@]}"
 fi
-# --force only over an earlier teacher output (it has the side file); anything else stays.
-force=()
-[[ -f "$targets.json" ]] && force=(--force)
-exec scripts/teacher-targets.sh --input "$sentences" --output "$targets" --threads "$threads" "${force[@]}"

@@ -274,6 +274,11 @@ pub struct ModelConfig {
     pub glove: Option<PathBuf>,
     /// Read only the first this-many GloVe words.
     pub glove_limit: Option<usize>,
+    /// More word vectors, appended to GloVe's for the same words (a text file in GloVe's format,
+    /// relative to the working directory, like the `[distill]` files): the teacher's vectors of
+    /// single words, which `scripts/distill-targets.sh` writes when this is set. Data, not
+    /// shipped: the trained embedding table holds what the model keeps of them.
+    pub extra_vectors: Option<PathBuf>,
     /// Keep the word vectors fixed during training: words never seen in training then stay
     /// consistent with the ones that were (what a small training set needs).
     pub freeze_embeddings: bool,
@@ -308,6 +313,7 @@ impl Default for ModelConfig {
             dropout: encoder.dropout,
             glove: None,
             glove_limit: None,
+            extra_vectors: None,
             freeze_embeddings: false,
             energy: Energy::default(),
             normalize: encoder.normalize,

@@ -87,6 +87,24 @@ impl Glove {
         Ok(Self { words, dim, vectors })
     }
 
+    /// These vectors with `other`'s appended to each word's: a word `other` lacks gets zeros
+    /// there, and `other`'s words missing here are left out (this file decides the vocabulary
+    /// seeds). How a second source of word vectors, such as the distillation teacher's vectors
+    /// of single words, joins GloVe without changing which words the vocabulary starts from.
+    pub fn append(&self, other: &Glove) -> Glove {
+        let index: HashMap<&str, usize> = other.words.iter().enumerate().map(|(i, w)| (w.as_str(), i)).collect();
+        let dim = self.dim + other.dim;
+        let mut vectors = Vec::with_capacity(self.words.len() * dim);
+        for (i, w) in self.words.iter().enumerate() {
+            vectors.extend_from_slice(&self.vectors[i * self.dim..(i + 1) * self.dim]);
+            match index.get(w.as_str()) {
+                Some(&j) => vectors.extend_from_slice(&other.vectors[j * other.dim..(j + 1) * other.dim]),
+                None => vectors.resize(vectors.len() + other.dim, 0.0),
+            }
+        }
+        Glove { words: self.words.clone(), dim, vectors }
+    }
+
     /// The embedding table for a tokenizer: GloVe vectors for the words it has (matched after
     /// the tokenizer's own normalisation, so "Café" finds "cafe"), small uniform noise for the
     /// others, zeros for `[PAD]`.
@@ -152,6 +170,16 @@ mod tests {
         let (table, cov) = g.embedding_table(&tok, 0);
         assert_eq!(cov, Coverage { vocab: 3, found: 2 });
         assert_eq!(table.len(), (2 + 3 + 4) * 2);
+    }
+
+    #[test]
+    fn append_joins_rows_by_word_and_fills_missing_with_zeros() {
+        let g = Glove { words: vec!["the".into(), "cat".into()], dim: 2, vectors: vec![1.0, 2.0, 3.0, 4.0] };
+        let t = Glove { words: vec!["cat".into(), "dog".into()], dim: 1, vectors: vec![9.0, 8.0] };
+        let j = g.append(&t);
+        assert_eq!(j.words, g.words, "the first file decides the words");
+        assert_eq!(j.dim, 3);
+        assert_eq!(j.vectors, vec![1.0, 2.0, 0.0, 3.0, 4.0, 9.0]);
     }
 
     #[test]

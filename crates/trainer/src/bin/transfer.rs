@@ -27,7 +27,8 @@ struct Args {
     /// Where to write the sentences, overriding `distill.sentences`.
     #[arg(long, short)]
     output: Option<PathBuf>,
-    /// Print the sentences and targets paths (one `sentences=…` and one `targets=…` line) and
+    /// Print the sentences and targets paths (one `sentences=…` and one `targets=…` line; with
+    /// `model.extra_vectors` set, also `extra_vectors=…` and the GloVe file as `glove=…`) and
     /// write nothing.
     #[arg(long)]
     print_paths: bool,
@@ -44,6 +45,13 @@ fn run() -> anyhow::Result<()> {
     let output = args.output.clone().unwrap_or_else(|| d.sentences.clone());
     if args.print_paths {
         fsio::say!("sentences={}\ntargets={}", output.display(), d.targets.display())?;
+        if let Some(extra) = &cfg.model.extra_vectors {
+            let glove = cfg.model.glove.as_ref().with_context(|| {
+                format!("{}: model.extra_vectors is made for the GloVe words; model.glove is not set", args.config.display())
+            })?;
+            let glove = trainer::config::DataDirs::resolve(&args.dirs.dirs().embeddings, glove);
+            fsio::say!("extra_vectors={}\nglove={}", extra.display(), glove.display())?;
+        }
         return Ok(());
     }
     fsio::check_output(&output, &[])?;

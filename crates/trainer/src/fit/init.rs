@@ -87,6 +87,11 @@ fn fresh(cfg: &TrainConfig, dirs: &DataDirs, train: &[Pair], device: &Device) ->
         Some(g) => Some(Glove::load(&DataDirs::resolve(&dirs.embeddings, g), cfg.model.glove_limit)?),
         None => None,
     };
+    let glove = match (glove, &cfg.model.extra_vectors) {
+        (glove, None) => glove,
+        (None, Some(e)) => Some(Glove::load(e, None)?),
+        (Some(g), Some(e)) => Some(g.append(&Glove::load(e, None)?)),
+    };
     let seeds: &[String] = glove.as_ref().map(|g| g.words.as_slice()).unwrap_or(&[]);
     let tokenizer = WordTokenizer::build(train.iter().flat_map(|p| [p.a.as_str(), p.b.as_str()]), &cfg.tokenizer, seeds)?;
     let d_embed = glove.as_ref().map(|g| g.dim).unwrap_or(cfg.model.d_embed);
@@ -111,4 +116,37 @@ fn fresh(cfg: &TrainConfig, dirs: &DataDirs, train: &[Pair], device: &Device) ->
 /// Adam, with the gradient norm clipped at `train.grad_clip` when that is positive.
 pub(crate) fn optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
     crate::fit::adam(cfg.train.backend, cfg.train.grad_clip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_vectors_are_appended_to_each_glove_row() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("g.txt"), "cat 1 2\ndog 3 4\n").unwrap();
+        let extra = dir.path().join("teacher.txt");
+        std::fs::write(&extra, "dog 9\ncat 8\n").unwrap();
+        let text = format!(
+            "[data]\nformat = \"csv\"\ntrain = \"p.csv\"\n[model]\nglove = \"g.txt\"\nextra_vectors = {:?}\n",
+            extra.display().to_string()
+        );
+        let cfg: TrainConfig = toml::from_str(&text).unwrap();
+        let dirs = DataDirs { data: dir.path().into(), embeddings: dir.path().into() };
+        let train = [Pair { a: "cat".into(), b: "dog".into(), label: 1.0, line: 1 }];
+        let device = encoder::Backend::Flex.device();
+        let start = fresh(&cfg, &dirs, &train, &device).unwrap();
+        assert_eq!(start.enc_cfg.d_embed, 3);
+        let table = start.encoder.embedding.weight.val().into_data().try_into_vec::<f32>().unwrap();
+        let row = |w: &str| {
+            let id = start.tokenizer.token_to_id(w).unwrap() as usize;
+            table[id * 3..id * 3 + 3].to_vec()
+        };
+        assert_eq!((row("cat"), row("dog")), (vec![1.0, 2.0, 8.0], vec![3.0, 4.0, 9.0]));
+        // A missing file is an error naming it.
+        let cfg: TrainConfig = toml::from_str(&text.replace("teacher.txt", "missing.txt")).unwrap();
+        let err = fresh(&cfg, &dirs, &train, &device).err().unwrap().to_string();
+        assert!(err.contains("missing.txt"), "{err}");
+    }
 }
