@@ -16,7 +16,7 @@
 # the model fingerprint changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SEED=7
+SEED=99
 scripts/distill-targets.sh configs/quora-distill-graded.toml "$@"
 # distill-targets.sh built the workspace (the build the tests use, so nothing is rebuilt).
 RAYON_NUM_THREADS=1 "${CARGO_TARGET_DIR:-target}/release/train" --config configs/quora-distill-graded.toml --seed "$SEED" --output models/quora "$@"
