@@ -35,15 +35,20 @@ bin="${CARGO_TARGET_DIR:-target}/release/transfer"
 paths="$("$bin" --config "$config" --print-paths)"
 sentences="$(sed -n 's/^sentences=//p' <<<"$paths")"
 targets="$(sed -n 's/^targets=//p' <<<"$paths")"
-
 extra="$(sed -n 's/^extra_vectors=//p' <<<"$paths")"
 glove="$(sed -n 's/^glove=//p' <<<"$paths")"
+
+# The value of key $2 in the JSON file $1 (empty when absent).
+json_field() {
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], ""))' "$1" "$2"
+}
 
 # The teacher's vectors of the lines of $1, into $2, unless $2 already holds them.
 teach() {
   local input="$1" output="$2"
   if [[ -f "$output" && -f "$output.json" ]]; then
-    have="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("input_sha256",""))' "$output.json")"
+    local have want
+    have="$(json_field "$output.json" input_sha256)"
     want="$(sha256sum < "$input" | cut -d' ' -f1)"
     if [[ "$have" == "$want" ]]; then
       echo "distill-targets.sh: $output already holds the teacher's vectors of $input" >&2
@@ -66,9 +71,8 @@ if [[ -n "$extra" ]]; then
   mkdir -p "$(dirname "$extra")"
   "$py" scripts/word_vectors.py --glove "$glove" --list-words "$extra.words"
   teach "$extra.words" "$extra.f32"
-  payload="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("payload_sha256",""))' "$extra.f32.json")"
   if [[ -f "$extra" && -f "$extra.json" ]] \
-    && [[ "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("teacher_payload_sha256",""))' "$extra.json")" == "$payload" ]]; then
+    && [[ "$(json_field "$extra.json" teacher_payload_sha256)" == "$(json_field "$extra.f32.json" payload_sha256)" ]]; then
     echo "distill-targets.sh: $extra is up to date" >&2
     exit 0
   fi

@@ -19,12 +19,10 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import teacher  # noqa: E402 - the vectors file format lives there
-
+import teacher  # noqa: E402 - the vectors file format and atomic writes live there
 
 
 class WordVectorError(Exception):
@@ -88,21 +86,14 @@ def reduce(teacher, dim, target_rms):
 
 
 def write_text(path, lines):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """`lines` to `path`, atomically (teacher.py's AtomicFile)."""
+    af = teacher.AtomicFile(path)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would differ from a plain new file
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for line in lines:
-                f.write(line + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        for line in lines:
+            af.write((line + "\n").encode("utf-8"))
+        af.commit()
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        af.discard()
         raise
 
 
@@ -136,7 +127,7 @@ def main(argv=None):
         meta = {"glove": str(args.glove), "teacher": str(args.teacher), "teacher_payload_sha256": payload,
                 "words": len(words), "dim": int(glove.shape[1])}
         write_text(side, [json.dumps(meta, indent=2)])
-    except (WordVectorError, OSError) as e:
+    except (WordVectorError, teacher.TeacherError, OSError) as e:
         print(f"word_vectors.py: error: {e}", file=sys.stderr)
         return 1
     print(f"word_vectors.py: wrote {out}: {len(words)} words x {glove.shape[1]}", file=sys.stderr)

@@ -481,6 +481,9 @@ impl TrainConfig {
         if !(self.model.head_input_scale > 0.0 && self.model.head_input_scale.is_finite()) {
             return Err("model.head_input_scale must be positive".into());
         }
+        if self.model.extra_vectors.is_some() && self.model.glove.is_none() {
+            return Err("model.extra_vectors are appended to GloVe's vectors: set model.glove too".into());
+        }
         if self.model.d_hidden == 0 || self.model.d_embed == 0 || self.model.head_hidden == 0 {
             return Err("model.d_hidden, model.d_embed and model.head_hidden must be at least 1".into());
         }
@@ -743,6 +746,12 @@ mod tests {
             .with_normalize(m.normalize)
             .with_seed(m.seed);
         assert_eq!(from_cfg, EncoderConfig::new(7));
+        // Extra word vectors are appended to GloVe's, so they need a GloVe file.
+        let base = "[data]\nformat = \"csv\"\ntrain = \"p.csv\"\n[model]\nextra_vectors = \"t.txt\"\n";
+        let cfg: TrainConfig = toml::from_str(base).unwrap();
+        assert!(cfg.check().unwrap_err().contains("model.glove"));
+        let cfg: TrainConfig = toml::from_str(&format!("{base}glove = \"g.txt\"\n")).unwrap();
+        assert_eq!(cfg.check(), Ok(()));
     }
 
     #[test]

@@ -45,10 +45,8 @@ fn run() -> anyhow::Result<()> {
     let output = args.output.clone().unwrap_or_else(|| d.sentences.clone());
     if args.print_paths {
         fsio::say!("sentences={}\ntargets={}", output.display(), d.targets.display())?;
-        if let Some(extra) = &cfg.model.extra_vectors {
-            let glove = cfg.model.glove.as_ref().with_context(|| {
-                format!("{}: model.extra_vectors is made for the GloVe words; model.glove is not set", args.config.display())
-            })?;
+        // Config validation refuses extra vectors without GloVe.
+        if let (Some(extra), Some(glove)) = (&cfg.model.extra_vectors, &cfg.model.glove) {
             let glove = trainer::config::DataDirs::resolve(&args.dirs.dirs().embeddings, glove);
             fsio::say!("extra_vectors={}\nglove={}", extra.display(), glove.display())?;
         }

@@ -87,10 +87,10 @@ fn fresh(cfg: &TrainConfig, dirs: &DataDirs, train: &[Pair], device: &Device) ->
         Some(g) => Some(Glove::load(&DataDirs::resolve(&dirs.embeddings, g), cfg.model.glove_limit)?),
         None => None,
     };
+    // Config validation guarantees GloVe whenever extra vectors are set.
     let glove = match (glove, &cfg.model.extra_vectors) {
-        (glove, None) => glove,
-        (None, Some(e)) => Some(Glove::load(e, None)?),
         (Some(g), Some(e)) => Some(g.append(&Glove::load(e, None)?)),
+        (glove, _) => glove,
     };
     let seeds: &[String] = glove.as_ref().map(|g| g.words.as_slice()).unwrap_or(&[]);
     let tokenizer = WordTokenizer::build(train.iter().flat_map(|p| [p.a.as_str(), p.b.as_str()]), &cfg.tokenizer, seeds)?;
